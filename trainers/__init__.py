@@ -1,0 +1,1 @@
+"""trainers: Lightning pickers reading exported datasets, picking, and evaluation."""
