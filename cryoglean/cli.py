@@ -19,17 +19,17 @@ from cryoglean import __version__
 # name -> "module:attribute"; the order here is the order in --help.
 COMMANDS: dict[str, str] = {
     "demo": "cryoglean.demo:demo_command",
-    "demo-data": "harvest.cli:demo_data_command",
+    "demo-data": "harvest.synth.cli:demo_data_command",
     "crawl": "harvest.cli:crawl_command",
     "watch": "harvest.cli:watch_command",
     "ls": "harvest.cli:ls_command",
     "show": "harvest.cli:show_command",
     "export": "converters.cli:export_command",
     "import": "converters.cli:import_command",
-    "denoise": "converters.cli:denoise_command",
+    "denoise": "converters.denoise_cli:denoise_command",
     "train": "trainers.cli:train_group",
     "pick": "trainers.cli:pick_group",
-    "evaluate": "trainers.cli:evaluate_command",
+    "evaluate": "trainers.evaluate_cli:evaluate_command",
     "slurm": "cryoglean.slurm_cli:slurm_group",
 }
 

@@ -1,0 +1,512 @@
+"""Slurm batch scripts from Jinja templates (``templates/slurm/*.sh.j2``).
+
+cryoglean does not run a scheduler of its own: it writes batch scripts that train and run its
+pickers and external ones, from a **cluster profile** (partition, account, GPUs, modules,
+container, ...) and **values** (paths and options of the job). Scripts start with a shebang and
+``set -euo pipefail``; every value that reaches the shell passes through :func:`shell_quote`;
+values that go into ``#SBATCH`` lines are validated (no whitespace or newlines, known formats).
+
+Each template starts with a metadata comment::
+
+    {#- cryoglean: {"description": "...", "required": ["db"], "optional": {"exclude": []},
+                    "gpu": false, "array": false} -#}
+
+``required`` values must be given (``--set key=value``), ``optional`` ones have defaults; any
+other key is refused with a close-match suggestion. Lists: repeat ``--set key=a --set key=b``
+or write ``key=[a,b]`` in YAML form.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+# ---------------------------------------------------------------------------------------------
+# Profiles
+# ---------------------------------------------------------------------------------------------
+
+#: Every profile key, its default and what it means (README "Running on a cluster" shows these).
+PROFILE_KEYS: dict[str, tuple[Any, str]] = {
+    "partition": (None, "Slurm partition (-p); cluster default when unset"),
+    "account": (None, "account to charge (-A)"),
+    "qos": (None, "quality of service (--qos)"),
+    "gpus": (0, "GPUs per node for GPU steps (training, picking, PartiNet, crYOLO, Topaz)"),
+    "gpu_request": ("gres", "how GPUs are asked for: 'gres' (--gres=gpu[:type]:N) or 'gpus' (--gpus=N)"),
+    "gpu_type": (None, "GPU type for the request, e.g. a100 (gpu:a100:N)"),
+    "cpus": (4, "CPUs per task (--cpus-per-task); also the number of worker processes"),
+    "mem": ("16G", "memory per node (--mem), e.g. 16G or 64000M"),
+    "time": ("04:00:00", "time limit (--time): MM, HH:MM:SS or D-HH:MM:SS"),
+    "nodes": (1, "nodes per job (-N); multi-GPU training uses one task per GPU on each node"),
+    "array_limit": (None, "at most this many array tasks at once (--array=...%N)"),
+    "modules": ([], "environment modules to load (module load NAME)"),
+    "env": ({}, "environment variables to export (NAME: value)"),
+    "setup": ([], "shell lines run before the job's command (e.g. activating a venv); trusted code"),
+    "cryoglean": ("cryoglean", "the cryoglean command on the cluster (a path or a name on PATH)"),
+    "container_runtime": ("apptainer", "runtime for containerised pickers (apptainer/singularity)"),
+    "container_image": (None, "image for containerised pickers (PartiNet), e.g. /images/partinet.sif"),
+    "binds": ([], "paths bound into the container (-B)"),
+    "sbatch_extra": ([], "extra #SBATCH options, each starting with --, e.g. --constraint=a100"),
+}
+
+_IDENT = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_TIME = re.compile(r"^(\d+|\d+:\d{2}(:\d{2})?|\d+-\d{1,2}(:\d{2}(:\d{2})?)?)$")
+_MEM = re.compile(r"^\d+[KMGT]?$")
+_SBATCH_OPT = re.compile(r"^--[A-Za-z][A-Za-z0-9-]*(=[^\s'\"`$\\;|&<>]+)?$")
+
+BUILTIN_PROFILES = "profiles.yaml"
+
+
+class SlurmConfigError(ValueError):
+    """A profile or a template value is missing or wrong (one clear line)."""
+
+
+def _suggest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def template_dir() -> Path:
+    """The shipped templates folder (works from a checkout and from a non-editable install)."""
+    import templates.slurm
+
+    return Path(templates.slurm.__file__).resolve().parent
+
+
+def load_profiles(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """Read named profiles from a YAML file (default: the shipped ``profiles.yaml``).
+
+    The file has ``profiles: {name: {key: value}}`` and an optional ``defaults:`` mapping merged
+    under every profile. Unknown keys and bad values raise :class:`SlurmConfigError`.
+    """
+    src = Path(path) if path else template_dir() / BUILTIN_PROFILES
+    try:
+        doc = yaml.safe_load(src.read_text()) or {}
+    except FileNotFoundError:
+        raise SlurmConfigError(f"{src}: profile file not found") from None
+    except yaml.YAMLError as exc:
+        raise SlurmConfigError(f"{src}: not valid YAML ({exc.__class__.__name__}); fix the file") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("profiles"), dict):
+        raise SlurmConfigError(f"{src}: expected a mapping with a 'profiles:' section of named profiles")
+    unknown_top = set(doc) - {"profiles", "defaults"}
+    if unknown_top:
+        raise SlurmConfigError(f"{src}: unknown top-level key(s) {sorted(unknown_top)}; use 'profiles' and 'defaults'")
+    defaults = doc.get("defaults") or {}
+    out = {}
+    for name, prof in doc["profiles"].items():
+        merged = {**defaults, **(prof or {})}
+        out[str(name)] = validate_profile(merged, f"{src}: profile {name!r}")
+    return out
+
+
+def get_profile(name: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
+    profiles = load_profiles(path)
+    if name not in profiles:
+        where = path or "the built-in profiles"
+        raise SlurmConfigError(
+            f"no profile {name!r} in {where}{_suggest(name, profiles)} (known: {', '.join(sorted(profiles))})"
+        )
+    return profiles[name]
+
+
+def validate_profile(prof: dict[str, Any], where: str = "profile") -> dict[str, Any]:
+    """Fill defaults, refuse unknown keys and values that would break an #SBATCH line."""
+    for key in prof:
+        if key not in PROFILE_KEYS:
+            raise SlurmConfigError(f"{where}: unknown key {key!r}{_suggest(key, PROFILE_KEYS)}")
+    p = {k: prof.get(k, default) for k, (default, _) in PROFILE_KEYS.items()}
+    for key in ("partition", "account", "qos", "gpu_type"):
+        if p[key] is not None and not _IDENT.match(str(p[key])):
+            raise SlurmConfigError(f"{where}: {key} {p[key]!r} must be a plain name (letters, digits, _.+-)")
+    for key in ("gpus", "cpus", "nodes"):
+        if not isinstance(p[key], int) or p[key] < (0 if key == "gpus" else 1):
+            raise SlurmConfigError(f"{where}: {key} must be a whole number (got {p[key]!r})")
+    if p["array_limit"] is not None and (not isinstance(p["array_limit"], int) or p["array_limit"] < 1):
+        raise SlurmConfigError(f"{where}: array_limit must be a positive whole number")
+    if p["gpu_request"] not in ("gres", "gpus"):
+        raise SlurmConfigError(f"{where}: gpu_request must be 'gres' or 'gpus' (got {p['gpu_request']!r})")
+    if not _TIME.match(str(p["time"])):
+        raise SlurmConfigError(f"{where}: time {p['time']!r} is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS)")
+    if not _MEM.match(str(p["mem"])):
+        raise SlurmConfigError(f"{where}: mem {p['mem']!r} is not a Slurm memory size (e.g. 16G, 64000M)")
+    for key in ("modules", "setup", "binds", "sbatch_extra"):
+        if not isinstance(p[key], list) or not all(isinstance(x, str) for x in p[key]):
+            raise SlurmConfigError(f"{where}: {key} must be a list of strings")
+    for opt in p["sbatch_extra"]:
+        if not _SBATCH_OPT.match(opt):
+            raise SlurmConfigError(f"{where}: sbatch_extra {opt!r} must look like --option or --option=value (no spaces or shell characters)")
+    for mod in p["modules"]:
+        if not _IDENT.match(mod.replace("/", "")):
+            raise SlurmConfigError(f"{where}: module {mod!r} must be a plain module name")
+    if not isinstance(p["env"], dict) or not all(re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(k)) for k in p["env"]):
+        raise SlurmConfigError(f"{where}: env must map variable names to values")
+    if any("\n" in line for line in p["setup"]):
+        raise SlurmConfigError(f"{where}: setup lines must not contain newlines; give one list item per line")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates
+# ---------------------------------------------------------------------------------------------
+
+_META = re.compile(r"\{#-?\s*cryoglean:\s*(\{.*?\})\s*-?#\}", re.S)
+
+
+def shell_quote(value: Any) -> str:
+    """Quote one value for the shell (single quotes; safe for spaces, $(), backticks, newlines)."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return shlex.quote(str(value))
+
+
+def _quote_list(values: Any) -> str:
+    return " ".join(shell_quote(v) for v in _as_list(values))
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+@dataclass
+class TemplateInfo:
+    name: str
+    description: str
+    required: list[str]
+    optional: dict[str, Any] = field(default_factory=dict)
+    gpu: bool = False
+    array: bool = False
+    ddp: bool = False
+    external: bool = False
+    filename: str = ""
+
+    @property
+    def is_script(self) -> bool:
+        """A batch script (``.sh.j2``); otherwise another Slurm file such as a scrontab."""
+        return self.filename.endswith(".sh.j2")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["q"] = shell_quote
+    env.filters["qlist"] = _quote_list
+    env.filters["aslist"] = _as_list
+    env.globals["fail"] = _fail
+    env.filters["cron"] = _cron
+    env.filters["qcron"] = _quote_cron
+    env.filters["glob"] = _glob
+    return env
+
+
+_CRON = re.compile(r"^(@(daily|hourly|weekly|monthly|midnight)|([0-9*/,-]+\s+){4}[0-9*/,-]+)$")
+_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]-]+$")
+
+
+def _cron(value: str) -> str:
+    """A cron schedule goes into the scrontab unquoted: allow only cron syntax."""
+    if not _CRON.match(str(value).strip()):
+        raise SlurmConfigError(f"schedule {value!r} is not a cron schedule like '0 2 * * *'")
+    return str(value).strip()
+
+
+def _quote_cron(values: Any) -> str:
+    """Quote values for one crontab line: a newline would start a new cron entry and cron turns
+    '%' into newlines, so neither is allowed (there is no quoting for them on a cron line)."""
+    for value in _as_list(values):
+        if "\n" in str(value) or "%" in str(value):
+            raise SlurmConfigError(
+                f"value {str(value)!r} contains a newline or '%', which a scrontab line cannot carry; "
+                "use a batch script (cryoglean slurm render crawl) for such paths"
+            )
+    return _quote_list(values)
+
+
+def _glob(value: str) -> str:
+    """A file pattern is left unquoted so the shell expands it: allow only name characters."""
+    if not _GLOB.match(str(value)):
+        raise SlurmConfigError(f"pattern {value!r} may only hold letters, digits and _.-*?[]")
+    return str(value)
+
+
+def _fail(message: str):
+    raise SlurmConfigError(message)
+
+
+def _template_name(filename: str) -> str:
+    for suffix in (".sh.j2", ".j2"):
+        if filename.endswith(suffix):
+            return filename[: -len(suffix)]
+    return filename
+
+
+def list_templates() -> dict[str, TemplateInfo]:
+    """Template name (without ``.sh.j2``) -> its metadata."""
+    out = {}
+    for path in sorted(template_dir().glob("*.j2")):
+        if path.name.startswith("_"):
+            continue
+        out[_template_name(path.name)] = _template_info(path)
+    return out
+
+
+def _template_info(path: Path) -> TemplateInfo:
+    m = _META.search(path.read_text())
+    if not m:
+        raise SlurmConfigError(f"{path}: template has no 'cryoglean:' metadata comment")
+    meta = json.loads(m.group(1))
+    return TemplateInfo(
+        name=_template_name(path.name),
+        filename=path.name,
+        description=meta.get("description", ""),
+        required=list(meta.get("required", [])),
+        optional=dict(meta.get("optional", {})),
+        gpu=bool(meta.get("gpu", False)),
+        array=bool(meta.get("array", False)),
+        ddp=bool(meta.get("ddp", False)),
+        external=bool(meta.get("external", False)),
+    )
+
+
+def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs from the command line; a repeated key becomes a list; a value in
+    YAML list form (``[a, b]``) becomes a list; ``key=`` gives an empty string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SlurmConfigError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise SlurmConfigError(f"--set {item!r}: {key!r} is not a valid value name")
+        parsed: Any = value
+        if value.startswith("[") and value.endswith("]"):
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                parsed = value
+        if key in out:
+            out[key] = _as_list(out[key]) + _as_list(parsed)
+        else:
+            out[key] = parsed
+    return out
+
+
+def render(template: str, profile: dict[str, Any], values: dict[str, Any]) -> str:
+    """Render one template to a batch script (text).
+
+    Missing required values, unknown value names and unknown templates raise
+    :class:`SlurmConfigError` naming what to pass (``--set key=value``).
+    """
+    templates = list_templates()
+    name = _template_name(template)
+    if name not in templates:
+        raise SlurmConfigError(
+            f"no Slurm template {template!r}{_suggest(name, templates)} (known: {', '.join(templates)})"
+        )
+    info = templates[name]
+    allowed = set(info.required) | set(info.optional)
+    for key in values:
+        if key not in allowed:
+            raise SlurmConfigError(
+                f"template {name} has no value {key!r}{_suggest(key, allowed)} "
+                f"(values: {', '.join(sorted(allowed))})"
+            )
+    missing = [k for k in info.required if k not in values or values[k] in (None, "")]
+    if missing:
+        raise SlurmConfigError(
+            f"template {name} needs " + ", ".join(f"--set {k}=..." for k in missing)
+        )
+    v = {**info.optional, **values}
+    if info.array:
+        shards = int(v.get("shards", 1))
+        if shards < 1:
+            raise SlurmConfigError(f"template {name}: shards must be ≥ 1")
+        v["shards"] = shards
+    try:
+        text = _environment().get_template(info.filename).render(p=profile, v=v, t=info)
+    except jinja2.UndefinedError as exc:  # a template bug or a missing nested value
+        raise SlurmConfigError(f"template {name}: {exc.message}; pass it with --set") from None
+    return text
+
+
+def write_script(text: str, dest: str | os.PathLike, force: bool = False) -> Path:
+    dest = Path(dest)
+    if dest.exists() and not force:
+        raise FileExistsError(f"{dest} exists; use --force to replace it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    os.replace(tmp, dest)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipelines: chains of jobs with dependencies
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PipelineStep:
+    name: str  # file stem, e.g. "02-train"
+    template: str
+    values: dict[str, Any]
+    after: list[str] = field(default_factory=list)  # names of steps this one waits for (afterok)
+
+
+def _workdir_values(values: dict[str, Any], pipeline: str, required: list[str]) -> dict[str, Any]:
+    missing = [k for k in required if not values.get(k)]
+    if missing:
+        raise SlurmConfigError(
+            f"pipeline {pipeline} needs " + ", ".join(f"--set {k}=..." for k in missing)
+        )
+    return values
+
+
+def _centernet_steps(v: dict[str, Any]) -> list[PipelineStep]:
+    """[crawl] -> export thi -> train -> pick (array) -> evaluate, inside ``workdir``."""
+    _workdir_values(v, "centernet", ["db", "workdir"])
+    w = Path(str(v["workdir"]))
+    export_dir = w / "export-thi"
+    steps: list[PipelineStep] = []
+    if v.get("roots"):
+        steps.append(PipelineStep("01-crawl", "crawl", {"roots": v["roots"], "db": v["db"]}))
+    export_values = {"db": v["db"], "format": "thi", "out": str(export_dir)}
+    if v.get("project"):
+        export_values["project"] = v["project"]
+    steps.append(PipelineStep("02-export", "export", export_values,
+                              after=[s.name for s in steps]))
+    steps.append(PipelineStep("03-train", "train_centernet", {
+        "data": str(export_dir / "train" / "images"),
+        "label": str(export_dir / "train" / "labels"),
+        "label_type": "thi",
+        "exp_id": v.get("exp_id", "centernet"),
+        "output": str(w / "runs"),
+        "num_epoch": v.get("num_epoch", 140),
+        "batch_size": v.get("batch_size", 4),
+        **({"extra": v["train_extra"]} if v.get("train_extra") else {}),
+    }, after=["02-export"]))
+    steps.append(PipelineStep("04-pick", "pick_centernet", {
+        "data": str(export_dir / "val" / "images"),
+        "model": str(w / "runs" / v.get("exp_id", "centernet") / "weights" / "last.ckpt"),
+        "output": str(w / "picks"),
+        "output_type": "thi",
+        "shards": v.get("shards", 4),
+    }, after=["03-train"]))
+    steps.append(PipelineStep("05-evaluate", "evaluate", {
+        "picks": str(w / "picks"),
+        "truth": str(export_dir / "val" / "labels"),
+        "format": "thi",
+        "diameter": v.get("diameter", 40),
+        "out": str(w / "evaluation"),
+    }, after=["04-pick"]))
+    return steps
+
+
+def _partinet_steps(v: dict[str, Any]) -> list[PipelineStep]:
+    """PartiNet through its container: denoise -> detect -> star, inside ``workdir``."""
+    _workdir_values(v, "partinet", ["source", "workdir", "weight"])
+    w = str(v["workdir"])
+    return [
+        PipelineStep("01-denoise", "partinet_denoise", {"source": v["source"], "project": w}),
+        PipelineStep("02-detect", "partinet_detect", {
+            "weight": v["weight"], "source": str(Path(w) / "denoised"), "project": w,
+            "conf_thres": v.get("conf_thres", 0.1), "iou_thres": v.get("iou_thres", 0.2),
+        }, after=["01-denoise"]),
+        PipelineStep("03-star", "partinet_star", {
+            "labels": str(Path(w) / "exp" / "labels"), "images": str(Path(w) / "denoised"),
+            "output": str(Path(w) / "partinet_picks.star"), "conf": v.get("conf", 0.1),
+        }, after=["02-detect"]),
+    ]
+
+
+PIPELINES = {
+    "centernet": (_centernet_steps, "[crawl] -> export thi -> train centernet -> pick (array) -> evaluate; "
+                  "values: db, workdir, [roots, project, exp_id, num_epoch, batch_size, shards, diameter]"),
+    "partinet": (_partinet_steps, "PartiNet container: denoise -> detect -> star; "
+                 "values: source, workdir, weight, [conf_thres, iou_thres, conf]"),
+}
+
+
+def pipeline_steps(name: str, values: dict[str, Any]) -> list[PipelineStep]:
+    if name not in PIPELINES:
+        raise SlurmConfigError(
+            f"no pipeline {name!r}{_suggest(name, PIPELINES)} (known: {', '.join(PIPELINES)})"
+        )
+    return PIPELINES[name][0](values)
+
+
+SUBMIT_SH = """#!/usr/bin/env bash
+# Submits the {pipeline} pipeline in order, each job waiting for the ones it needs (afterok),
+# and records the job IDs in jobids.txt. Run from anywhere: bash {here}/submit.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+mkdir -p logs
+: > jobids.txt
+{body}
+echo "submitted: $(tr '\\n' ' ' < jobids.txt)"
+"""
+
+
+def write_pipeline(name: str, profile: dict[str, Any], values: dict[str, Any], out_dir,
+                   force: bool = False) -> list[Path]:
+    """Render every step of a pipeline into ``out_dir`` plus a ``submit.sh`` that submits them
+    with ``--dependency=afterok:...`` and writes ``jobids.txt``. Returns the script paths in
+    submission order (submit.sh last)."""
+    out = Path(out_dir)
+    steps = pipeline_steps(name, values)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out} is not empty; use --force to replace its scripts")
+    paths = []
+    lines = []
+    for step in steps:
+        text = render(step.template, profile, step.values)
+        paths.append(write_script(text, out / f"{step.name}.sh", force=True))
+        var = _job_var(step.name)
+        dep = ""
+        if step.after:
+            dep = " --dependency=afterok:" + ":".join(f"${{{_job_var(a)}}}" for a in step.after)
+        lines.append(
+            f"{var}=$(sbatch --parsable{dep} --output=logs/%x-%j.out --job-name={step.name} {step.name}.sh)"
+        )
+        lines.append(f'{var}=${{{var}%%;*}}')
+        lines.append(f'echo "{step.name} ${var}" >> jobids.txt')
+    submit = SUBMIT_SH.format(pipeline=name, here=shlex.quote(str(out)), body="\n".join(lines))
+    paths.append(write_script(submit, out / "submit.sh", force=True))
+    return paths
+
+
+def _job_var(step_name: str) -> str:
+    return "JOB_" + re.sub(r"\W", "_", step_name)
+
+
+def submit_pipeline(out_dir) -> list[tuple[str, str]]:
+    """Run a written pipeline's ``submit.sh``; returns (step, job id) pairs from jobids.txt."""
+    out = Path(out_dir)
+    proc = subprocess.run(["bash", str(out / "submit.sh")], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{out / 'submit.sh'} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    pairs = []
+    for line in (out / "jobids.txt").read_text().splitlines():
+        step, job = line.split()
+        pairs.append((step, job))
+    return pairs

@@ -1,0 +1,233 @@
+"""Rendered Slurm scripts on a real single-node Slurm (scripts/local-slurm.sh).
+
+The cluster is started once for the session (on free ports, with 2 fake GPUs backed by
+/dev/null) and stopped at the end by the PIDs the script recorded. All tests here run in one
+xdist worker (group "slurm"). They skip only when Slurm cannot be installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from slurm_values import values_for
+
+from cryoglean import slurm
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "local-slurm.sh"
+pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.slurm]
+
+
+@dataclass
+class Cluster:
+    root: Path
+    env: dict
+
+    def run(self, *args, check=True, **kw):
+        return subprocess.run(list(args), env=self.env, capture_output=True, text=True,
+                              check=check, **kw)
+
+    def submit(self, script: Path, *opts: str) -> str:
+        out = self.run("sbatch", "--parsable", *opts, str(script), cwd=script.parent)
+        return out.stdout.strip().split(";")[0]
+
+    def wait(self, job_ids, timeout=300.0) -> dict[str, str]:
+        """Wait until the jobs have left the queue; return their final states."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            q = self.run("squeue", "-h", "-o", "%i", "-j", ",".join(job_ids), check=False)
+            if not q.stdout.strip():
+                break
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"jobs {job_ids} still queued after {timeout} s")
+        return {j: self.state(j) for j in job_ids}
+
+    def state(self, job_id: str) -> str:
+        out = self.run("scontrol", "show", "job", "-o", job_id, check=False).stdout
+        states = [tok.split("=", 1)[1] for line in out.splitlines()
+                  for tok in line.split() if tok.startswith("JobState=")]
+        if not states:
+            return "UNKNOWN"
+        return "COMPLETED" if all(s == "COMPLETED" for s in states) else ",".join(sorted(set(states)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    if os.geteuid() != 0 and shutil.which("slurmctld") is None:
+        pytest.skip("Slurm is not installed and installing it (apt) needs root")
+    # Not under pytest's tmp: pytest deletes old basetemps while daemons may still use them.
+    root = REPO / ".slurm" / f"test-{os.getpid()}"
+    shutil.rmtree(root, ignore_errors=True)
+    env = {**os.environ, "SLURMCTLD_PORT": str(_free_port()), "SLURMD_PORT": str(_free_port())}
+    started = subprocess.run([str(SCRIPT), "start", str(root), "--gpus", "2"], env=env,
+                             capture_output=True, text=True, timeout=900)
+    if started.returncode != 0 and shutil.which("sbatch") is None:
+        pytest.skip(f"Slurm could not be installed: {started.stderr.strip()[-300:]}")
+    assert started.returncode == 0, f"local Slurm did not start:\n{started.stdout}\n{started.stderr}"
+    env["SLURM_CONF"] = str(root / "etc" / "slurm.conf")
+    yield Cluster(root, env)
+    subprocess.run([str(SCRIPT), "stop", str(root)], env=env, capture_output=True, timeout=120)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_stop_only_touches_recorded_daemons(cluster):
+    """The PID files name live daemons of this cluster; status agrees."""
+    for name in ("munged", "slurmctld", "slurmd"):
+        pid = (cluster.root / "run" / f"{name}.pid").read_text().strip()
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == name
+    assert cluster.run(str(SCRIPT), "status", str(cluster.root), check=False).returncode == 0
+
+
+def _profile(**kw):
+    return slurm.validate_profile({"partition": "debug", "cpus": 1, "mem": "500M",
+                                   "time": "00:10:00", "container_image": "/images/p.sif", **kw})
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 2])
+def test_sbatch_test_only_accepts_every_template(cluster, tmp_path, gpus):
+    profile = _profile(gpus=gpus)
+    for name, info in slurm.list_templates().items():
+        if not info.is_script:
+            continue
+        text = slurm.render(name, profile, values_for(name, lambda n: str(tmp_path / n)))
+        script = tmp_path / f"{name}.sh"
+        script.write_text(text)
+        out = cluster.run("sbatch", "--test-only", str(script), check=False, cwd=tmp_path)
+        assert out.returncode == 0, f"{name} (gpus={gpus}) refused: {out.stderr}"
+        assert "to start at" in out.stderr
+
+
+def test_sbatch_refuses_what_the_cluster_cannot_give(cluster, tmp_path):
+    """The same check fails for a request beyond the node, so the test above can fail."""
+    text = slurm.render("train_centernet", _profile(gpus=8),
+                        values_for("train_centernet", lambda n: str(tmp_path / n)))
+    script = tmp_path / "too_many.sh"
+    script.write_text(text)
+    assert cluster.run("sbatch", "--test-only", str(script), check=False).returncode != 0
+
+
+def test_scrontab_entry_is_accepted(cluster, tmp_path):
+    """The #SCRON options are sbatch options: the cluster accepts them (--test-only), and the
+    entry's command runs as a real job. Debian's slurm-client has no `scrontab` binary; where
+    one exists, the entry is also installed and listed."""
+    stub = tmp_path / "cryoglean"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    text = slurm.render("crawl.scrontab", _profile(cryoglean=str(stub)),
+                        {"roots": [str(tmp_path / "a b")], "db": str(tmp_path / "c.db")})
+    options = [ln.replace("#SCRON", "#SBATCH", 1) for ln in text.splitlines() if ln.startswith("#SCRON")]
+    entry = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert len(entry) == 1 and entry[0].startswith("0 2 * * * ")
+    script = tmp_path / "scron-as-batch.sh"
+    script.write_text("#!/usr/bin/env bash\n" + "\n".join(options) + "\n" + entry[0].split(None, 5)[5] + "\n")
+    out = cluster.run("sbatch", "--test-only", str(script), check=False, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    job = cluster.submit(script, f"--output={tmp_path}/scron-%j.out")
+    assert cluster.wait([job]) == {job: "COMPLETED"}
+    log = next(tmp_path.glob("scron-*.out")).read_text()
+    assert f"args=crawl {tmp_path / 'a b'} --db" in log
+    if shutil.which("scrontab") is None:
+        return
+    path = tmp_path / "crawl.scrontab"
+    path.write_text(text)
+    installed = cluster.run("scrontab", str(path), check=False)
+    assert installed.returncode == 0, installed.stderr
+    try:
+        assert "0 2 * * *" in cluster.run("scrontab", "-l").stdout
+    finally:
+        cluster.run("scrontab", "-r", check=False)
+
+
+STUB = """#!/usr/bin/env bash
+echo "stub $(basename "$0") task=${SLURM_PROCID:-0} cvd=${CUDA_VISIBLE_DEVICES:-none} args=$*"
+"""
+
+
+def test_gpu_templates_run_on_fake_gpus(cluster, tmp_path):
+    """GPU requests are accepted and allocated: one GPU for picking, two tasks for DDP."""
+    stub = tmp_path / "cryoglean-stub"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    jobs = {}
+    for name, gpus in (("pick_centernet", 1), ("train_centernet", 2)):
+        profile = _profile(gpus=gpus, cryoglean=str(stub))
+        script = tmp_path / f"{name}.sh"
+        script.write_text(slurm.render(name, profile, values_for(name, lambda n: str(tmp_path / n))))
+        jobs[name] = cluster.submit(script, f"--output={tmp_path}/{name}-%A_%a.out")
+    states = cluster.wait(list(jobs.values()))
+    assert set(states.values()) == {"COMPLETED"}, states
+    pick_logs = sorted(tmp_path.glob("pick_centernet-*.out"))
+    assert len(pick_logs) == 2  # the array of 2 shards
+    # each array task got one (fake) GPU of its own
+    gpus = sorted(log.read_text().split("cvd=")[1].split()[0] for log in pick_logs)
+    assert set(gpus) <= {"0", "1"} and all(len(g) == 1 for g in gpus), gpus
+    train_log = next(tmp_path.glob("train_centernet-*.out")).read_text()
+    tasks = sorted(ln.split("task=")[1].split()[0] for ln in train_log.splitlines() if ln.startswith("stub"))
+    assert tasks == ["0", "1"], train_log  # srun started one task per GPU
+    assert "--gpus 0,1" in train_log
+
+
+@pytest.mark.slow
+def test_cryoglean_chain_runs_for_real(cluster, tmp_path, facility):
+    """crawl -> export -> denoise array -> one-step training -> pick array -> evaluate,
+    chained by afterok dependencies, on tiny generated data; outputs checked."""
+    cryoglean = Path(sys.executable).with_name("cryoglean")
+    if not cryoglean.exists():
+        pytest.skip(f"no cryoglean command next to {sys.executable}")
+    profile = _profile(cpus=2, mem="4G", cryoglean=str(cryoglean), time="00:20:00")
+    work = tmp_path / "work dir"
+    db = work / "catalog.db"
+    export = work / "export"
+    runs = work / "runs"
+    chain = [
+        ("crawl", {"roots": [str(facility.root)], "db": str(db)}),
+        ("export", {"db": str(db), "format": "thi", "out": str(export),
+                    "project": [str(facility.projects["cryosparc"])]}),
+        ("denoise", {"source": str(export / "val" / "images"), "project": str(work / "partinet"),
+                     "shards": 2}),
+        ("train_centernet", {"data": str(export / "train" / "images"),
+                             "label": str(export / "train" / "labels"), "exp_id": "slurm",
+                             "output": str(runs), "num_epoch": 1, "batch_size": 2,
+                             "extra": ["--input_width", "256"]}),
+        ("pick_centernet", {"data": str(export / "val" / "images"),
+                            "model": str(runs / "slurm" / "weights" / "last.ckpt"),
+                            "output": str(work / "picks"), "shards": 2}),
+        ("evaluate", {"picks": str(work / "picks"), "truth": str(export / "val" / "labels"),
+                      "out": str(work / "evaluation")}),
+    ]
+    work.mkdir()
+    previous = None
+    ids = []
+    for i, (name, values) in enumerate(chain):
+        script = work / f"{i:02d}-{name}.sh"
+        script.write_text(slurm.render(name, profile, values))
+        opts = [f"--output={work}/{i:02d}-{name}-%A_%a.out"]
+        if previous:
+            opts.append(f"--dependency=afterok:{previous}")
+        previous = cluster.submit(script, *opts)
+        ids.append(previous)
+    states = cluster.wait(ids, timeout=600)
+    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(work.glob("*.out")))
+    assert set(states.values()) == {"COMPLETED"}, f"{states}\n{logs}"
+    assert db.exists()
+    labels = sorted((export / "val" / "labels").glob("*.thi"))
+    assert labels
+    assert len(sorted((work / "partinet" / "denoised").glob("*.png"))) == len(labels)
+    assert (runs / "slurm" / "weights" / "last.ckpt").exists()
+    assert len(sorted((work / "picks").glob("*.thi"))) == len(labels)
+    assert any((work / "evaluation").iterdir())
