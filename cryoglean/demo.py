@@ -1,0 +1,131 @@
+"""``cryoglean demo``: the whole flow on a generated facility, on one machine.
+
+The demo pretends nothing: every step is a real ``cryoglean`` command, printed before it runs
+(so the same lines can be typed by hand), run in-process through the same entry point as the
+shell, and checked for its exit code.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+# Formats exported by the demo: every 2D format of the registry (tomogram formats need tomograms).
+TWO_D_FORMATS = ("yolo", "cryolo", "topaz", "thi", "star", "box", "csv")
+
+
+@dataclass
+class Step:
+    title: str
+    args: list[str]
+    ok_codes: tuple[int, ...] = (0,)
+
+
+def _run(step: Step, index: int, total: int) -> float:
+    from cryoglean.cli import main
+
+    click.secho(f"\n[{index}/{total}] {step.title}", bold=True)
+    click.echo("$ cryoglean " + " ".join(shlex.quote(a) for a in step.args))
+    t0 = time.perf_counter()
+    rc = main(list(step.args))
+    dt = time.perf_counter() - t0
+    if rc not in step.ok_codes:
+        raise click.ClickException(
+            f"demo step failed (exit {rc}): cryoglean {' '.join(step.args)}"
+        )
+    click.secho(f"    done in {dt:.1f} s", fg="green")
+    return dt
+
+
+def build_steps(out: Path, quick: bool) -> list[Step]:
+    fac = out / "facility"
+    db = out / "catalog.db"
+    exports = out / "exports"
+    runs = out / "runs"
+    picks = out / "picks"
+    steps = [
+        Step("Generate a facility: simulated micrographs, a CryoSPARC and four RELION projects",
+             ["demo-data", str(fac), "--force"]),
+        Step("Crawl the facility into the catalog (read-only, incremental)",
+             ["crawl", str(fac), "--db", str(db)]),
+        Step("Crawl again: nothing changed, nothing is re-read",
+             ["crawl", str(fac), "--db", str(db)]),
+        Step("List the catalog", ["ls", "--db", str(db)]),
+        Step("Show the CryoSPARC project: jobs, stages, counts per micrograph",
+             ["show", "CS-demo", "--db", str(db)]),
+    ]
+    for fmt in TWO_D_FORMATS:
+        steps.append(Step(
+            f"Export the most curated particles to {fmt}",
+            ["export", fmt, "--db", str(db), "-o", str(exports / fmt), "--project", "CS-demo",
+             "--seed", "0", "--force"],
+        ))
+    steps.append(Step(
+        "Denoise the validation micrographs with PartiNet's stage 1",
+        ["denoise", "--source", str(exports / "thi" / "val" / "images"),
+         "--project", str(out / "partinet"), "--num_workers", "2"],
+    ))
+    epochs = "2" if quick else "30"
+    steps += [
+        Step("Train the CenterNet picker briefly on the THI export (CPU)",
+             ["train", "centernet", "--data", str(exports / "thi" / "train" / "images"),
+              "--label", str(exports / "thi" / "train" / "labels"), "--label_type", "thi",
+              "--mode", "particle", "--exp_id", "demo", "--output", str(runs),
+              "--num_epoch", epochs, "--batch_size", "2", "--input_width", "512",
+              "--gpus", "-1", "--seed", "0"]),
+        Step("Pick the held-out micrographs",
+             ["pick", "centernet", "--data", str(exports / "thi" / "val" / "images"),
+              "--load_model", str(runs / "demo" / "weights" / "last.ckpt"),
+              "--output", str(picks), "--output_type", "thi", "--gpus", "-1", "--visual"]),
+        Step("Evaluate the picks against the curated labels",
+             ["evaluate", "--picks", str(picks), "--truth",
+              str(exports / "thi" / "val" / "labels"), "--picks-format", "thi",
+              "--truth-format", "thi", "--radius-frac", "0.5", "--diameter", "40",
+              "--out", str(out / "evaluation")]),
+        Step("Write Slurm scripts for this dataset (export -> train -> pick -> evaluate)",
+             ["slurm", "pipeline", "centernet", "--profile", "example", "-o",
+              str(out / "slurm"), "--set", f"db={db}", "--set", f"workdir={out}"]),
+    ]
+    return steps
+
+
+@click.command("demo", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("directory", required=False, default="cryoglean-demo",
+                type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace DIRECTORY if it is not empty.")
+@click.option("--quick", is_flag=True, help="Train for 2 epochs only (for tests).")
+def demo_command(directory: Path, force: bool, quick: bool) -> None:
+    """Run the whole flow on a generated facility in DIRECTORY (default ./cryoglean-demo).
+
+    Generates CryoSPARC and RELION projects over simulated micrographs, crawls them into a
+    SQLite catalog, exports curated labels to every 2D picker format, denoises micrographs,
+    trains and runs the CenterNet picker, evaluates its picks, and writes Slurm scripts.
+    Each step prints the exact cryoglean command it runs.
+    """
+    out = directory.resolve()
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise click.UsageError(f"{out} is not empty; use --force to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = build_steps(out, quick)
+    t0 = time.perf_counter()
+    for i, step in enumerate(steps, 1):
+        _run(step, i, len(steps))
+    click.secho(f"\nDemo finished in {time.perf_counter() - t0:.0f} s. Outputs in {out}:", bold=True)
+    for name, what in [
+        ("facility/", "generated CryoSPARC + RELION projects and facility.json (ground truth)"),
+        ("catalog.db", "the SQLite catalog (cryoglean ls/show --db ...)"),
+        ("exports/<format>/", "training sets for each picker, each with manifest.json"),
+        ("partinet/denoised/", "denoised micrographs (PartiNet stage 1)"),
+        ("runs/demo/", "CenterNet run: options, weights, metrics.csv, loss/PR/F1 plots"),
+        ("picks/", "picks on held-out micrographs (+ PNGs with picks drawn)"),
+        ("evaluation/", "precision/recall/F1/AUPRC and PR curve"),
+        ("slurm/", "Slurm scripts and submit.sh (bash submit.sh on a cluster)"),
+    ]:
+        click.echo(f"  {name:<22} {what}")

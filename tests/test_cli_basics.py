@@ -1,0 +1,76 @@
+"""The CLI starts fast, lists every command with help, and never imports torch for --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cryoglean import __version__
+from cryoglean.cli import COMMANDS, cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_lists_every_command(flag):
+    result = CliRunner().invoke(cli, [flag])
+    assert result.exit_code == 0, result.output
+    for name in COMMANDS:
+        assert f"  {name}" in result.output, f"{name} missing from --help"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_has_help(name):
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    # a real description, not just the usage line
+    assert len(result.output.splitlines()) > 4
+
+
+def test_help_does_not_import_heavy_modules():
+    code = (
+        "import sys\n"
+        "from cryoglean.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'pytorch_lightning', 'cv2', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in out.stdout, out.stdout
+
+
+def test_unknown_command_is_one_clear_error():
+    result = CliRunner().invoke(cli, ["crwal"])
+    assert result.exit_code != 0
+    assert "crwal" in result.output
+
+
+@pytest.mark.slow
+def test_wheel_ships_slurm_templates(tmp_path):
+    """A non-editable install must find templates/slurm: check what the wheel carries."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        check=True, capture_output=True,
+    )
+    wheel = next(tmp_path.glob("cryoglean-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    templates = [n for n in names if n.startswith("templates/slurm/") and n.endswith((".j2", ".yaml"))]
+    shipped = sorted(p.name for p in (REPO / "templates" / "slurm").iterdir()
+                     if p.name.endswith((".j2", ".yaml")))
+    assert shipped, "no templates in the checkout"
+    assert sorted(Path(n).name for n in templates) == shipped
+    for pkg in ("harvest/", "converters/", "trainers/", "cryoglean/"):
+        assert any(n.startswith(pkg) for n in names), pkg
