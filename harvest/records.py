@@ -79,9 +79,11 @@ class MicrographRecord:
 
     ``path`` is as written in the project's files; ``abs_path`` resolved against the project
     root; ``key`` from :func:`harvest.conventions.micrograph_key`. Pixel size in Å, defocus in Å,
-    defocus angle in degrees, CTF max resolution in Å, total motion in pixels (RELION's
-    rlnAccumMotionTotal / CryoSPARC's rigid motion). Unknown values stay None; later jobs of the
-    same project fill them in (the catalog merges non-None values by path).
+    defocus angle in degrees, CTF max resolution in Å, total motion in **Å** (RELION's
+    rlnAccumMotionTotal is in Å; CryoSPARC's trajectories in pixels are multiplied by the
+    micrograph pixel size). Filters that think in pixels (PartiNet's < 100 px) divide by
+    ``pixel_size``. Unknown values stay None; later jobs of the same project fill them in (the
+    catalog merges non-None values by path).
     """
 
     path: str
