@@ -23,14 +23,26 @@ def _versions(ctx, param, value: str | None):
     return names
 
 
+def _size(ctx, param, value):
+    """'512' -> (512, 512); '576x448' -> (576, 448)."""
+    parts = str(value).lower().split("x")
+    try:
+        nx, ny = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{value!r}: give NX or NXxNY in pixels, e.g. 576x448") from None
+    if len(parts) > 2 or nx < 16 or ny < 16:
+        raise click.BadParameter(f"{value!r}: sizes must be whole numbers of at least 16 pixels")
+    return nx, ny
+
+
 @click.command("demo-data")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Replace a generated facility in a non-empty DIR.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--micrographs", "n_micrographs", type=click.IntRange(min=1), default=6,
               show_default=True, help="Number of micrographs.")
-@click.option("--size", "nx", type=click.IntRange(min=16), default=512, show_default=True,
-              help="Micrograph width and height in pixels.")
+@click.option("--size", "size", callback=_size, default="576x448", show_default=True,
+              help="Micrograph size in pixels: NX (square) or NXxNY.")
 @click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=1.5,
               show_default=True, help="Micrograph pixel size (Å).")
 @click.option("--diameter", "diameter_A", type=click.FloatRange(min=0, min_open=True),
@@ -46,13 +58,14 @@ def _versions(ctx, param, value: str | None):
               help=f"Comma-separated projects to write [default: "
                    f"{','.join(FacilityConfig().versions)}; also: relion50_tomo].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def demo_data_command(directory, force, seed, n_micrographs, nx, pixel_size, diameter_A,
+def demo_data_command(directory, force, seed, n_micrographs, size, pixel_size, diameter_A,
                       particles_per_micrograph, snr, shape, versions, quiet):
     """Write a generated facility to DIR: simulated micrographs with known particles and the
     CryoSPARC and RELION (3.0, 3.1, 4.0, 5.0) projects that record them."""
     from harvest.synth.facility import make_facility
 
-    kwargs = dict(seed=seed, n_micrographs=n_micrographs, nx=nx, ny=nx, pixel_size=pixel_size,
+    nx, ny = size
+    kwargs = dict(seed=seed, n_micrographs=n_micrographs, nx=nx, ny=ny, pixel_size=pixel_size,
                   diameter_A=diameter_A, particles_per_micrograph=particles_per_micrograph,
                   snr=snr, shape=shape)
     if versions is not None:

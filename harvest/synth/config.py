@@ -34,8 +34,9 @@ class FacilityConfig:
     """
 
     n_micrographs: int = 6
-    nx: int = 512
-    ny: int = 512
+    # Not square on purpose: a swapped [ny, nx] (CryoSPARC's micrograph_shape) must show.
+    nx: int = 576
+    ny: int = 448
     pixel_size: float = 1.5
     diameter_A: float = 80.0
     particles_per_micrograph: int = 20
