@@ -1,0 +1,140 @@
+"""``cryoglean export FORMAT`` and ``cryoglean import FORMAT PATH``: thin shells over
+:func:`converters.export.export` and :func:`converters.importer.import_picks`.
+
+Only click is imported at module level; the FORMAT choices come from the format registry, read
+the first time click needs them (help text of the command, or validation).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+IMAGE_MODES = ("link", "mrc", "png", "jpg", "none")  # converters.images.IMAGE_MODES (light copy)
+
+
+class _FormatChoice(click.Choice):
+    """``click.Choice`` over the registry's format names with a capability (``read``/``write``),
+    loaded the first time click needs them, so that ``cryoglean --help`` stays light."""
+
+    def __init__(self, capability: str):  # no super().__init__: choices is computed
+        self._capability = capability
+        self._names: tuple[str, ...] | None = None
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._names is None:
+            from converters import registry
+
+            self._names = tuple(
+                n for n in registry.names() if self._capability in registry.get(n).capabilities
+            )
+        return self._names
+
+
+class _FormatsInHelp(click.Command):
+    """Lists the registry's formats at the end of ``--help`` (read when help is shown)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        choice = self.params[0].type
+        with formatter.section("Formats"):
+            formatter.write_text(", ".join(choice.choices))
+        super().format_epilog(ctx, formatter)
+
+
+def _progress_enabled(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+@click.command("export", cls=_FormatsInHelp)
+@click.argument("fmt", metavar="FORMAT", type=_FormatChoice("write"))
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Catalog file.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output dataset directory (written atomically).")
+@click.option("--project", "projects", multiple=True, help="Project id, root or title (repeat).")
+@click.option("--job", "jobs", multiple=True, help="Job key (J24, Refine3D/job025) or id (repeat).")
+@click.option("--set", "sets", multiple=True, type=int, help="Particle set id (repeat).")
+@click.option("--stage", default=None,
+              help="Force this curation stage (default: the most curated per micrograph).")
+@click.option("--negatives", is_flag=True,
+              help="Also export rejected (rejected2d) particles as explicit negatives.")
+@click.option("--min-score", type=float, default=None, help="Drop positives scoring lower.")
+@click.option("--class", "classes", multiple=True, type=int, help="Keep only this class (repeat).")
+@click.option("--max-ctf-res", type=float, default=10.0, show_default=True,
+              help="Drop micrographs whose CTF fit is worse than this (Å; PartiNet's limit). "
+                   "Unknown CTF passes. Negative: no filter.")
+@click.option("--max-motion", type=float, default=100.0, show_default=True,
+              help="Drop micrographs with more total motion (px; PartiNet's limit). Unknown "
+                   "motion passes. Negative: no filter.")
+@click.option("--min-separation", type=float, default=None,
+              help="De-duplicate picks closer than this (Å). Default: half the diameter.")
+@click.option("--diameter", type=float, default=None,
+              help="Particle diameter (Å). Default: 0.6 × the extraction box.")
+@click.option("--flip-y", is_flag=True, help="Flip y (y -> ny - y), recorded in the manifest.")
+@click.option("--split-by", type=click.Choice(["micrograph", "project"]), default="micrograph",
+              show_default=True)
+@click.option("--val-fraction", type=float, default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--images", type=click.Choice(IMAGE_MODES), default=None,
+              help="Images to write (default per format: yolo/thi png, topaz mrc, others link).")
+@click.option("--scale", type=float, default=None,
+              help="Downsample factor S: images Fourier-cropped to int(n/S), labels scaled "
+                   "by the exact size ratio.")
+@click.option("--width", type=int, default=None, help="Downsample to this width (px).")
+@click.option("--normalize", type=click.Choice(["percentile", "minmax"]), default=None,
+              help="8-bit normalisation for png/jpg (default percentile; thi minmax).")
+@click.option("--equalize/--no-equalize", default=None,
+              help="Histogram-equalise png/jpg (default: on for thi, EPicker's view).")
+@click.option("--num-workers", type=int, default=1, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing output (after the new one is "
+                                            "complete).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_score, classes,
+                   max_ctf_res, max_motion, min_separation, diameter, flip_y, split_by,
+                   val_fraction, seed, images, scale, width, normalize, equalize, num_workers,
+                   force, quiet):
+    """Export curated particles from the catalog as a FORMAT training dataset."""
+    from converters.export import ExportOptions, export
+    from converters.select import SelectionOptions
+
+    ctx = click.get_current_context()
+    command = {"command": ctx.command_path, **dict(ctx.params)}
+    sel = SelectionOptions(
+        projects=tuple(projects), jobs=tuple(jobs), sets=tuple(sets), stage=stage,
+        negatives=negatives, min_score=min_score, classes=tuple(classes),
+        max_ctf_res=None if max_ctf_res is not None and max_ctf_res < 0 else max_ctf_res,
+        max_motion=None if max_motion is not None and max_motion < 0 else max_motion,
+        min_separation=min_separation, diameter=diameter, flip_y=flip_y,
+    )
+    opts = ExportOptions(
+        selection=sel, split_by=split_by, val_fraction=val_fraction, seed=seed, images=images,
+        scale=scale, width=width, normalize=normalize, equalize=equalize,
+        num_workers=max(1, num_workers), force=force, progress=_progress_enabled(quiet),
+        command=command,
+    )
+    try:
+        result = export(db, fmt, out, opts)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.summary())
+
+
+@click.command("import", cls=_FormatsInHelp)
+@click.argument("fmt", metavar="FORMAT", type=_FormatChoice("read"))
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Catalog file.")
+@click.option("--project", required=True, help="Project id, root or title the picks belong to.")
+@click.option("--name", required=True, help="Name of the new picked set.")
+@click.option("--scale", type=float, default=None,
+              help="Multiply coordinates by this (picks made on images downsampled by it).")
+def import_command(fmt, path, db, project, name, scale):
+    """Import picks from another picker into the catalog as a picked set."""
+    from converters.importer import import_picks
+
+    try:
+        result = import_picks(db, fmt, path, project, name, scale=scale)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.summary())

@@ -1,0 +1,249 @@
+"""Micrograph images for exported datasets: Fourier-cropped, normalised PNG/JPG or float32 MRC,
+or links to the original MRC files.
+
+Pixel frame and scale
+    Images keep the DESIGN.md frame (x = column, y = row of the ``mrcfile`` array, origin at the
+    first stored pixel). A Fourier crop from ``(ny, nx)`` to ``(ny', nx')`` resamples the same
+    periodic signal on a coarser grid whose sample ``j`` sits at old position ``j * nx / nx'``,
+    so a coordinate maps as ``x' = x * nx' / nx`` and ``y' = y * ny' / ny``. With a downsample
+    factor ``S`` the new size is ``int(nx / S)`` (as ``topaz preprocess``, [topaz]
+    ``utils/image.py downsample``), so the coordinate scale is ``nx' / nx``, which equals ``1 / S``
+    only when ``S`` divides ``nx``. :func:`output_shape` and :class:`ImageJob` carry both scales.
+
+Normalisation to 8 bit (PNG/JPG)
+    ``percentile`` (default): values between the 0.5th and 99.5th percentile map linearly to
+    0..255, outliers are clipped (hot pixels and carbon edges do not squash the contrast).
+    ``minmax``: min..max map to 0..255, as EPicker and PartiNet quantise.
+    ``equalize=True`` applies histogram equalisation after quantisation (``cv2.equalizeHist``):
+    EPicker's view is ``width=1024, normalize="minmax", equalize=True``
+    ([epicker] ``mrc_utils/preprocess.py``: Fourier crop to width 1024, min–max uint8,
+    equalizeHist).
+
+MRC output (``mode="mrc"``) is float32, Fourier-cropped when a scale is asked for, values kept
+(the crop preserves the mean), voxel size scaled to the new pixel size.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_MODES = ("link", "mrc", "png", "jpg", "none")
+NORMALIZATIONS = ("percentile", "minmax")
+PERCENTILES = (0.5, 99.5)
+
+
+class ImageError(ValueError):
+    """A micrograph that cannot be read or converted (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One micrograph to export.
+
+    ``src``: the MRC file; ``dest``: the file to write (extension per mode; for ``link`` the link
+    itself); ``final_dest``: where ``dest`` will live after the export's atomic rename (relative
+    links are computed from there); ``shape``: output ``(ny', nx')``.
+    """
+
+    src: str
+    dest: str
+    mode: str
+    shape: tuple[int, int]
+    final_dest: str | None = None
+    normalize: str = "percentile"
+    equalize: bool = False
+    pixel_size: float | None = None  # Å/px of the source, for the MRC header of the output
+
+
+def image_extension(mode: str) -> str:
+    """File extension written for an image mode (``link`` and ``mrc`` keep ``.mrc``)."""
+    if mode not in IMAGE_MODES:
+        raise ValueError(f"unknown image mode {mode!r}; known: {', '.join(IMAGE_MODES)}")
+    return {"link": ".mrc", "mrc": ".mrc", "png": ".png", "jpg": ".jpg", "none": ""}[mode]
+
+
+def output_shape(
+    nx: int, ny: int, scale: float | None = None, width: int | None = None
+) -> tuple[int, int]:
+    """Exported image size ``(ny', nx')`` for a micrograph of ``nx`` × ``ny`` pixels.
+
+    ``scale`` S is a downsample factor: ``(int(ny / S), int(nx / S))`` as Topaz does.
+    ``width`` W fixes ``nx' = W`` and ``ny' = round(ny * W / nx)`` (EPicker's 1024-wide view).
+    Neither: unchanged. The coordinate scale is then ``nx'/nx`` and ``ny'/ny``.
+    """
+    if scale is not None and width is not None:
+        raise ValueError("give either a scale (downsample factor) or a width, not both")
+    nx, ny = int(nx), int(ny)
+    if scale is not None:
+        if not scale > 0:
+            raise ValueError(f"--scale must be > 0 (a downsample factor), got {scale}")
+        out = (int(ny / scale), int(nx / scale))
+    elif width is not None:
+        if int(width) < 1:
+            raise ValueError(f"--width must be a positive number of pixels, got {width}")
+        out = (max(1, int(round(ny * int(width) / nx))), int(width))
+    else:
+        out = (ny, nx)
+    if out[0] < 1 or out[1] < 1:
+        raise ValueError(f"a {nx}x{ny} micrograph at scale {scale} would be empty")
+    return out
+
+
+def fourier_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resample a 2D image to ``shape = (ny', nx')`` by cropping its spectrum (rfft2, float32).
+
+    Keeps the low frequencies ``-(n'//2) .. (n'-1)//2`` along each axis and rescales by
+    ``(ny' nx') / (ny nx)`` so the mean intensity is unchanged. Only downsampling (or the same
+    size) is supported. Returns float32.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"fourier_crop needs a 2D image, got shape {img.shape}")
+    ny, nx = img.shape
+    my, mx = int(shape[0]), int(shape[1])
+    if (my, mx) == (ny, nx):
+        return img.copy()
+    if my > ny or mx > nx or my < 1 or mx < 1:
+        raise ValueError(f"cannot Fourier-crop {img.shape} to {(my, mx)}: only downsampling")
+    from scipy import fft as sfft  # single-precision FFTs: ~3x numpy's float64 path
+
+    spec = sfft.rfft2(img)
+    top = spec[: (my + 1) // 2, : mx // 2 + 1]
+    bottom = spec[ny - my // 2 :, : mx // 2 + 1] if my // 2 else spec[:0, : mx // 2 + 1]
+    cropped = np.concatenate([top, bottom], axis=0)
+    out = sfft.irfft2(cropped, s=(my, mx)) * np.float32((my * mx) / (ny * nx))
+    return out.astype(np.float32, copy=False)
+
+
+def to_uint8(image: np.ndarray, normalize: str = "percentile") -> np.ndarray:
+    """Quantise to uint8: ``percentile`` (0.5..99.5 % → 0..255, clipped) or ``minmax``.
+
+    A constant image becomes all zeros.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if normalize == "percentile":
+        lo, hi = np.percentile(img, PERCENTILES)
+    elif normalize == "minmax":
+        lo, hi = float(img.min()), float(img.max())
+    else:
+        raise ValueError(f"unknown normalisation {normalize!r}; known: {', '.join(NORMALIZATIONS)}")
+    if not hi > lo:
+        return np.zeros(img.shape, dtype=np.uint8)
+    out = np.clip((img - lo) / (hi - lo), 0.0, 1.0) * 255.0
+    return np.round(out).astype(np.uint8)
+
+
+def equalize_hist(image: np.ndarray) -> np.ndarray:
+    """Histogram equalisation of a uint8 image (``cv2.equalizeHist``, as EPicker)."""
+    import cv2
+
+    return cv2.equalizeHist(np.ascontiguousarray(image, dtype=np.uint8))
+
+
+def read_micrograph(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
+    """2D float32 array (row = y, column = x) and pixel size in Å (None when 0/absent).
+
+    Movie-like stacks ``(n, ny, nx)`` are averaged over frames; ``(1, ny, nx)`` is squeezed.
+    """
+    import mrcfile
+
+    try:
+        with mrcfile.open(path, permissive=True) as mrc:
+            data = np.asarray(mrc.data, dtype=np.float32)
+            px = float(mrc.voxel_size.x)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot read micrograph ({exc}); check the file") from exc
+    if data.ndim == 3:
+        data = data.mean(axis=0) if data.shape[0] > 1 else data[0]
+    if data.ndim != 2:
+        raise ImageError(f"{path}: expected a 2D micrograph, got data of shape {data.shape}")
+    return data, (px if px > 0 else None)
+
+
+def micrograph_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """``(nx, ny)`` from an MRC header (no data read)."""
+    import mrcfile
+
+    try:
+        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+            return int(mrc.header.nx), int(mrc.header.ny)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot read MRC header ({exc}); check the file") from exc
+
+
+def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike, final_dest=None) -> str:
+    """Relative symlink ``dest -> src`` (computed from ``final_dest``, where ``dest`` will end
+    up); falls back to a copy where links fail. Returns ``"link"`` or ``"copy"``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    where = Path(final_dest) if final_dest is not None else dest
+    target = os.path.relpath(os.path.abspath(src), os.path.abspath(where.parent))
+    try:
+        os.symlink(target, dest)
+        return "link"
+    except OSError:
+        shutil.copyfile(src, dest)
+        return "copy"
+
+
+def write_image(job: ImageJob) -> str:
+    """Write one exported image; returns what was done (``link``/``copy``/``write``)."""
+    if job.mode == "none":
+        return "none"
+    if job.mode == "link":
+        return link_or_copy(job.src, job.dest, job.final_dest)
+    data, px = read_micrograph(job.src)
+    ny0, nx0 = data.shape
+    if tuple(job.shape) != data.shape:
+        data = fourier_crop(data, job.shape)
+    dest = Path(job.dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if job.mode == "mrc":
+        import mrcfile
+
+        src_px = job.pixel_size or px
+        with mrcfile.new(dest, overwrite=True) as out:
+            out.set_data(np.ascontiguousarray(data, dtype=np.float32))
+            if src_px:
+                out.voxel_size = (
+                    src_px * nx0 / job.shape[1], src_px * ny0 / job.shape[0], src_px
+                )
+        return "write"
+    img8 = to_uint8(data, job.normalize)
+    if job.equalize:
+        img8 = equalize_hist(img8)
+    import cv2
+
+    if not cv2.imwrite(str(dest), img8):
+        raise ImageError(f"{dest}: could not write {job.mode} image")
+    return "write"
+
+
+def write_images(jobs: list[ImageJob], num_workers: int = 1, progress: bool = False) -> list[str]:
+    """Write all images, in parallel over micrographs when ``num_workers > 1``
+    (ProcessPoolExecutor), with a tqdm bar on stderr when ``progress``. Results in input order."""
+    from tqdm import tqdm
+
+    results: list[str] = []
+    bar = tqdm(total=len(jobs), desc="images", unit="mic", disable=not progress)
+    try:
+        if num_workers > 1 and len(jobs) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=num_workers) as pool:
+                chunk = max(1, len(jobs) // (8 * num_workers))
+                for res in pool.map(write_image, jobs, chunksize=chunk):
+                    results.append(res)
+                    bar.update(1)
+        else:
+            for job in jobs:
+                results.append(write_image(job))
+                bar.update(1)
+    finally:
+        bar.close()
+    return results

@@ -1,0 +1,138 @@
+"""Import picks written by another picker into the catalog as a ``picked`` set.
+
+``import_picks(db, fmt, path, project, name)`` reads ``path`` (one file or a directory of
+per-micrograph files) with the format registry, matches each pick's micrograph to the project's
+micrographs by :func:`harvest.conventions.micrograph_key` (stems of a cryoglean export that
+carry a ``p<project id>_`` prefix are matched without it), and stores the picks with
+``Catalog.add_external_set``. Every micrograph must match: otherwise a ValueError lists the
+unmatched names and nothing is stored.
+
+Coordinates are taken as pixels of the project's micrographs (DESIGN.md frame). Picks made on
+downsampled images are brought back with ``scale`` (coordinates × scale, like ``topaz convert
+-x``). YOLO labels are normalised: they are multiplied by each micrograph's ``nx``, ``ny`` from
+the catalog, so they need no scale.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harvest.conventions import micrograph_key
+
+
+class UnmatchedMicrographsError(ValueError):
+    """Picks refer to micrographs the project does not have."""
+
+
+@dataclass
+class ImportResult:
+    set_id: int
+    project_id: int
+    name: str
+    particles: int
+    micrographs: int
+
+    def summary(self) -> str:
+        return (
+            f"imported {self.particles} picks on {self.micrographs} micrographs as set "
+            f"{self.set_id} ({self.name!r}, stage picked) of project {self.project_id}"
+        )
+
+
+def match_micrographs(names, keys, project_id: int | None = None) -> dict:
+    """``{name: key}`` for every pick micrograph name whose key is among ``keys``."""
+    keys = set(keys)
+    prefix = re.compile(rf"^p{int(project_id)}_") if project_id is not None else None
+    out = {}
+    for n in set(map(str, names)):
+        k = micrograph_key(n)
+        if k not in keys and prefix is not None and prefix.match(k):
+            k = prefix.sub("", k, count=1)
+        if k in keys:
+            out[n] = k
+    return out
+
+
+def import_picks(db, fmt: str, path, project, name: str, scale: float | None = None,
+                 **read_options) -> ImportResult:
+    """Read picks of format ``fmt`` from ``path`` and add them to ``project`` as set ``name``."""
+    from converters import registry
+    from harvest.catalog import Catalog
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory to import")
+    if not str(name).strip():
+        raise ValueError("--name must not be empty: it names the imported set")
+    spec = registry.get(fmt)
+    if "read" not in spec.capabilities:
+        raise ValueError(f"format {fmt!r} cannot be read")
+    with Catalog(db) as cat:
+        pid = cat.find_project(project)
+        mics = cat.micrographs(project_ids=[pid])
+        keys = set(mics["key"].astype(str))
+        opts = dict(read_options)
+        if fmt == "yolo":
+            sizes = {
+                str(k): (int(nx), int(ny))
+                for k, nx, ny in zip(mics["key"], mics["nx"], mics["ny"])
+                if pd.notna(nx) and pd.notna(ny)
+            }
+            opts.setdefault("image_size", _SizeByKey(sizes, pid))
+        picks = registry.read_picks(path, fmt, **opts)
+        if picks.empty:
+            raise ValueError(f"{path}: no picks found to import")
+        matched = match_micrographs(picks["micrograph"], keys, pid)
+        unmatched = sorted(set(picks["micrograph"].astype(str)) - set(matched))
+        if unmatched:
+            shown = ", ".join(unmatched[:10]) + (" ..." if len(unmatched) > 10 else "")
+            raise UnmatchedMicrographsError(
+                f"{path}: {len(unmatched)} micrograph(s) not in project {pid}: {shown}; "
+                "check --project or the file names"
+            )
+        frame = pd.DataFrame(
+            {"micrograph": picks["micrograph"].astype(str).map(matched).to_numpy(),
+             "x": picks["x"].to_numpy(float), "y": picks["y"].to_numpy(float)}
+        )
+        if scale is not None and scale != 1:
+            if not scale > 0:
+                raise ValueError(f"--scale must be > 0, got {scale}")
+            frame["x"] *= float(scale)
+            frame["y"] *= float(scale)
+        if "score" in picks.columns:
+            frame["score"] = pd.to_numeric(picks["score"], errors="coerce").to_numpy(float)
+        if "z" in picks.columns and picks["z"].notna().any():  # tomogram picks keep z
+            frame["z"] = pd.to_numeric(picks["z"], errors="coerce").to_numpy(float) * (
+                float(scale) if scale else 1.0)
+        set_id = cat.add_external_set(pid, name, frame, stage="picked")
+    return ImportResult(set_id=int(set_id), project_id=int(pid), name=name,
+                        particles=len(frame), micrographs=int(frame["micrograph"].nunique()))
+
+
+class _SizeByKey(dict):
+    """``{micrograph name: (width, height)}`` that also answers for names whose key (or
+    export stem) is a catalog key, for readers of normalised formats (YOLO)."""
+
+    def __init__(self, sizes: dict, project_id: int):
+        super().__init__(sizes)
+        self._pid = project_id
+
+    def __missing__(self, name):
+        hit = match_micrographs([name], self.keys(), self._pid)
+        if name in hit:
+            return dict.__getitem__(self, hit[name])
+        raise KeyError(name)
+
+    def get(self, name, default=None):
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __contains__(self, name):
+        return self.get(name) is not None
+
