@@ -876,13 +876,17 @@ def _tomo_coordinates(path, table, tomos, optics):
 def _set(
     name: str, stage: str, frame: pd.DataFrame, path: str, parts: _Particles, **kw
 ) -> ParticleSetRecord:
+    box = parts.meta.get("box_size")
+    if box is None and not parts.is_3d:
+        box = _box_from_stack(path)
+        parts.meta["box_size"] = box
     return ParticleSetRecord(
         name=name,
         stage=stage,
         particles=frame.reset_index(drop=True),
         source_file=os.path.abspath(path),
         fingerprint=_fingerprint(path),
-        box_size=parts.meta.get("box_size"),
+        box_size=box,
         image_pixel_size=parts.meta.get("image_pixel_size"),
         voltage=parts.meta.get("voltage"),
         cs=parts.meta.get("cs"),
@@ -890,6 +894,53 @@ def _set(
         is_3d=parts.is_3d,
         **kw,
     )
+
+
+def _first_image_name(path: str) -> str | None:
+    """rlnImageName of the first particle row, read without parsing the whole file."""
+    labels: list[str] = []
+    in_loop = False
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            stripped = line.strip()
+            if stripped.startswith("data_"):
+                labels, in_loop = [], False
+            elif stripped == "loop_":
+                labels, in_loop = [], True
+            elif in_loop and stripped.startswith("_"):
+                labels.append(stripped.split()[0][1:])
+            elif in_loop and stripped and not stripped.startswith("#") and labels:
+                if "rlnImageName" in labels:
+                    fields = stripped.split()
+                    idx = labels.index("rlnImageName")
+                    return fields[idx] if idx < len(fields) else None
+                in_loop = False
+    return None
+
+
+def _box_from_stack(path: str) -> int | None:
+    """Box size in pixels from the header of the first particle's stack (RELION 3.0 stars carry
+    no rlnImageSize). Stack paths are relative to the project root, two levels above the job
+    directory that holds ``path``. None when no stack can be read."""
+    import mrcfile
+
+    try:
+        name = _first_image_name(path)
+    except OSError:
+        return None
+    if not name or "@" not in name:
+        return None
+    stack = name.split("@", 1)[1]
+    here = os.path.dirname(os.path.abspath(path))
+    for base in (os.path.dirname(os.path.dirname(here)), here, os.path.dirname(here)):
+        candidate = os.path.join(base, stack)
+        if os.path.isfile(candidate):
+            try:
+                with mrcfile.open(candidate, header_only=True, permissive=True) as mrc:
+                    return int(mrc.header.nx)
+            except (OSError, ValueError):
+                return None
+    return None
 
 
 def _fingerprint(path: str) -> str:
