@@ -1,0 +1,119 @@
+"""``cryoglean crawl``, ``watch``, ``ls``, ``show``: thin shells over :mod:`harvest.crawl`,
+:mod:`harvest.watch` and :mod:`harvest.show`. Heavy modules are imported inside the commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_PROBLEMS = 3
+EXIT_LOCKED = 75  # EX_TEMPFAIL (sysexits.h): try again later
+
+_db_option = click.option(
+    "--db", "db", required=True, type=click.Path(dir_okay=False),
+    help="Catalog file (SQLite); created by the first crawl.",
+)
+
+
+@click.command("crawl", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("roots", nargs=-1, required=True, type=click.Path(file_okay=False))
+@_db_option
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Skip folders whose path or name matches GLOB (fnmatch); repeatable.")
+@click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Wait this long for another crawl to release the catalog lock.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no log lines.")
+@click.pass_context
+def crawl_command(ctx, roots, db, excludes, wait, as_json, quiet):
+    """Find CryoSPARC and RELION projects under ROOT... and harvest them into the catalog.
+
+    Incremental: only jobs that are new, changed or finished since the last crawl are parsed
+    (jobs that failed to parse are tried again every crawl). The facility is only read. Every
+    file that cannot be read becomes a row in the catalog's problems table and one log line;
+    the crawl goes on. `cryoglean show PROJECT` lists a project's latest problems.
+
+    \b
+    Exit codes:
+      0   everything was read
+      3   some files read by this crawl were recorded as problems
+      1   fatal error (e.g. a root that does not exist, an unreadable catalog)
+      2   usage error
+      75  another crawl holds the catalog lock (after --wait seconds); try again later
+    """
+    import logging
+
+    from harvest.catalog import CatalogLocked
+    from harvest.crawl import crawl
+
+    if quiet:
+        logging.getLogger("harvest").setLevel(logging.ERROR)
+    try:
+        summary = crawl(list(roots), db, excludes=excludes, progress=not quiet, wait=wait)
+    except CatalogLocked as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(EXIT_LOCKED)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+    elif not quiet:
+        click.echo(summary.line())
+    ctx.exit(EXIT_PROBLEMS if summary.problems else EXIT_OK)
+
+
+@click.command("watch", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("roots", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@_db_option
+@click.option("--debounce", type=float, default=5.0, show_default=True, metavar="SECONDS",
+              help="Crawl a changed project this long after its last file event.")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Skip folders whose path or name matches GLOB (fnmatch); repeatable.")
+def watch_command(roots, db, debounce, excludes):
+    """Crawl ROOT... once, then re-crawl projects as their files change (until SIGTERM/Ctrl-C).
+
+    Exits 0 after a clean shutdown; the project being written when the signal came is finished
+    first.
+    """
+    from harvest.watch import watch
+
+    watch(list(roots), db, debounce=debounce, excludes=excludes)
+
+
+@click.command("ls", context_settings={"help_option_names": ["-h", "--help"]})
+@_db_option
+def ls_command(db):
+    """List the catalog's projects with software, version, jobs and particles per stage."""
+    from harvest.catalog import Catalog
+    from harvest.show import ls_text
+
+    with Catalog(db, readonly=True) as cat:
+        click.echo(ls_text(cat))
+
+
+@click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("project")
+@_db_option
+def show_command(project, db):
+    """Show one PROJECT (id, root path or title): jobs, particle sets per stage, parents, and
+    per micrograph how many particles reached each stage."""
+    from harvest.catalog import Catalog
+    from harvest.show import show_text
+
+    with Catalog(db, readonly=True) as cat:
+        try:
+            text = show_text(cat, project)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(text)
+
+
+def main() -> None:  # pragma: no cover - `python -m harvest.cli crawl ...` for tests
+    cli = click.Group(commands=[crawl_command, watch_command, ls_command, show_command])
+    sys.exit(cli.main(prog_name="harvest"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

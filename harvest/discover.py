@@ -1,0 +1,183 @@
+"""Find CryoSPARC and RELION project roots under the folders a crawl is given.
+
+Markers (formats.md §1.1, §4.1):
+
+* CryoSPARC: a folder with ``project.json`` and at least one ``J<n>/job.json``
+  (or ``workspaces.json``, a project without jobs yet).
+* RELION: a folder with ``default_pipeline.star``.
+
+The walk never descends into a project's job folders (CryoSPARC ``J<n>/``; RELION job-type
+folders such as ``Class2D/`` that hold ``job<NNN>/``, and RELION's hidden ``.Nodes``/
+``.TMP_runfiles``), but it does look inside a project's other subfolders, where another project
+may be nested. It survives what real storage holds: unreadable folders (one :class:`Problem`
+each), symlink loops (each real folder is visited once, by ``(st_dev, st_ino)``), dangling links,
+names that are not UTF-8 (walked as bytes, returned as ``os.fsdecode`` strings), and exclusion
+globs (``fnmatch`` against the full path and against the folder name).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from harvest.records import Problem
+
+CRYOSPARC_MARKER = "project.json"
+RELION_MARKER = "default_pipeline.star"
+
+_CS_JOB_DIR = re.compile(rb"^J\d+$")
+_RELION_JOB_DIR = re.compile(rb"^job\d+$")
+# RELION's job-type folders (3.0 … 5.x, pipeline_jobs.h); skipped even when empty.
+RELION_JOB_TYPE_DIRS = frozenset({
+    "Import", "MotionCorr", "CtfFind", "ManualPick", "AutoPick", "Extract", "Sort", "Select",
+    "Class2D", "Class3D", "Refine3D", "MaskCreate", "JoinStar", "Subtract", "PostProcess",
+    "LocalRes", "MovieRefine", "InitialModel", "MultiBody", "Polish", "CtfRefine", "External",
+    "DynaMight", "ModelAngelo", "ImportTomo", "PseudoSubtomo", "CtfRefineTomo",
+    "FrameAlignTomo", "ReconstructParticleTomo", "AlignTiltSeries", "ReconstructTomograms",
+    "ExcludeTiltImages", "DenoiseTomo", "PickTomo", "Picks", "Tomograms", "Extract3D",
+})
+_RELION_SKIP = frozenset({b".Nodes", b".TMP_runfiles", b".relion_lock", b".gui_projectdir"})
+
+
+@dataclass(frozen=True)
+class FoundProject:
+    """A project root (absolute path, ``os.fsdecode`` string) and its software."""
+
+    root: str
+    software: str  # "cryosparc" | "relion"
+
+
+@dataclass
+class Discovery:
+    projects: list[FoundProject] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _matches(path: bytes, name: bytes, patterns: Sequence[str]) -> bool:
+    if not patterns:
+        return False
+    p = os.fsdecode(path)
+    n = os.fsdecode(name)
+    return any(fnmatch.fnmatch(p, pat) or fnmatch.fnmatch(n, pat) for pat in patterns)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:  # dangling link, permission
+        return False
+
+
+def _has_file(entries: dict[bytes, os.DirEntry], name: bytes) -> bool:
+    e = entries.get(name)
+    if e is None:
+        return False
+    try:
+        return e.is_file(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def classify(path: str | bytes | os.PathLike) -> str | None:
+    """'cryosparc', 'relion' or None for one folder (reads only its listing and J*/job.json)."""
+    bpath = os.fsencode(path)
+    try:
+        with os.scandir(bpath) as it:
+            entries = {e.name: e for e in it}
+    except OSError:
+        return None
+    return _classify(bpath, entries)
+
+
+def _classify(path: bytes, entries: dict[bytes, os.DirEntry]) -> str | None:
+    if _has_file(entries, CRYOSPARC_MARKER.encode()):
+        if _has_file(entries, b"workspaces.json"):
+            return "cryosparc"
+        for name, e in entries.items():
+            if _CS_JOB_DIR.match(name) and _is_dir(e):
+                if os.path.isfile(os.path.join(path, name, b"job.json")):
+                    return "cryosparc"
+    if _has_file(entries, RELION_MARKER.encode()):
+        return "relion"
+    return None
+
+
+def _skip_inside(software: str, path: bytes, name: bytes, entry: os.DirEntry) -> bool:
+    """Whether ``name`` inside a project root of ``software`` is a job folder (not walked)."""
+    if software == "cryosparc":
+        return bool(_CS_JOB_DIR.match(name))
+    if name in _RELION_SKIP or os.fsdecode(name) in RELION_JOB_TYPE_DIRS:
+        return True
+    # An unknown job type (External with a custom name, newer RELION): holds jobNNN/ folders.
+    try:
+        with os.scandir(os.path.join(path, name)) as it:
+            return any(_RELION_JOB_DIR.match(e.name) for e in it)
+    except OSError:
+        return False
+
+
+def discover(roots: Iterable[str | os.PathLike], excludes: Sequence[str] = ()) -> Discovery:
+    """Project roots under ``roots`` (each root may itself be a project), sorted by path.
+
+    Unreadable folders become :class:`Problem` rows; nothing raises for bad storage except a
+    root that does not exist (FileNotFoundError naming it).
+    """
+    out = Discovery()
+    seen_dirs: set[tuple[int, int]] = set()
+    found: dict[str, FoundProject] = {}
+    for root in roots:
+        broot = os.fsencode(os.path.abspath(os.fspath(root)))
+        if not os.path.exists(broot):
+            raise FileNotFoundError(
+                f"crawl root {os.fsdecode(broot)} does not exist; check the path"
+            )
+        if not os.path.isdir(broot):
+            raise NotADirectoryError(
+                f"crawl root {os.fsdecode(broot)} is not a folder; give the folder that holds "
+                "projects"
+            )
+        stack = [broot]
+        while stack:
+            path = stack.pop()
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                out.problems.append(Problem(os.fsdecode(path), f"cannot stat: {exc.strerror}"))
+                continue
+            ident = (st.st_dev, st.st_ino)
+            if ident in seen_dirs:
+                continue  # symlink loop or a second link to a folder already walked
+            seen_dirs.add(ident)
+            try:
+                with os.scandir(path) as it:
+                    entries = {e.name: e for e in it}
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                out.problems.append(Problem(os.fsdecode(path), f"cannot list folder: {reason}"))
+                continue
+            software = _classify(path, entries)
+            if software is not None:
+                key = os.fsdecode(path)
+                found.setdefault(key, FoundProject(key, software))
+            children = []
+            for name in sorted(entries):
+                entry = entries[name]
+                if not _is_dir(entry):
+                    continue
+                child = os.path.join(path, name)
+                if _matches(child, name, excludes):
+                    continue
+                if software is not None and _skip_inside(software, path, name, entry):
+                    continue
+                try:
+                    if stat.S_ISDIR(entry.stat(follow_symlinks=True).st_mode):
+                        children.append(child)
+                except OSError:
+                    continue
+            stack.extend(reversed(children))
+    out.projects = sorted(found.values(), key=lambda p: os.fsencode(p.root))
+    return out

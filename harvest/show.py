@@ -1,0 +1,90 @@
+"""Plain-text views of the catalog for ``cryoglean ls`` and ``cryoglean show PROJECT``."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harvest.catalog import Catalog
+from harvest.conventions import STAGES
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _strip_prefix(text: str, prefix: str) -> str:
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _num(v) -> str:
+    return "" if v is None or (isinstance(v, float) and pd.isna(v)) else f"{int(v):,}"
+
+
+def ls_text(cat: Catalog) -> str:
+    """One line per project: id, software, version, status, jobs, particles per stage, root."""
+    projects = cat.projects()
+    if projects.empty:
+        return f"catalog {cat.path} holds no projects yet (run `cryoglean crawl ROOT --db ...`)"
+    jobs = cat.jobs()
+    njobs = jobs.groupby("project_id").size() if not jobs.empty else pd.Series(dtype=int)
+    totals = cat.project_stage_totals()
+    present = [s for s in STAGES if s in set(totals["stage"])] if not totals.empty else []
+    by = {(int(r.project_id), r.stage): int(r.count) for r in totals.itertuples()}
+    rows = []
+    for p in projects.itertuples():
+        rows.append([p.id, p.software, p.version or "", p.status, int(njobs.get(p.id, 0)),
+                     *[_num(by.get((p.id, s))) for s in present], p.title or "", p.root])
+    return _table(rows, ["id", "software", "version", "status", "jobs", *present, "title",
+                         "root"])
+
+
+def show_text(cat: Catalog, spec: str | int) -> str:
+    """Jobs of one project (kind, status, sets with stage and count, parents), then per
+    micrograph how many particles reached each stage."""
+    pid = cat.find_project(spec)
+    p = cat.projects().set_index("id").loc[pid]
+    out = [f"project {pid}: {p['title'] or ''} ({p['software']} {p['version']}, {p['status']})",
+           f"root: {p['root']}", f"last crawl: {p['last_crawl']}", ""]
+    jobs = cat.jobs([pid])
+    edges = cat.job_edges([pid])
+    key_of = dict(zip(jobs["id"], jobs["key"]))
+    parents: dict[int, list[str]] = {}
+    for e in edges.itertuples():
+        parents.setdefault(e.child_id, []).append(key_of.get(e.parent_id, "?"))
+    sets = cat.particle_sets(project_ids=[pid])
+    rows = []
+    for j in jobs.itertuples():
+        js = sets[sets["job_id"] == j.id]
+        text = ", ".join(
+            f"{s.name} [{s.stage}{'' if pd.isna(s.class_id) else f' class {int(s.class_id)}'}]"
+            f" {s.count:,}" for s in js.itertuples()
+        )
+        rows.append([j.key, j.kind, j.raw_type, j.status, text, " ".join(parents.get(j.id, []))])
+    out.append(_table(rows, ["job", "kind", "type", "status", "particle sets", "parents"]))
+    ext = sets[sets["job_id"].isna()]
+    if len(ext):
+        out += ["", "imported sets:"]
+        out += [f"  set {s.id}: {s.name} [{s.stage}] {s.count:,}" for s in ext.itertuples()]
+    problems = cat.project_problems(pid)
+    if len(problems):
+        out += ["", f"problems at the last crawl that read this project ({len(problems)}):"]
+        out += [f"  {r.path}: {_strip_prefix(r.error, r.path + ': ')}"
+                for r in problems.itertuples()]
+    counts = cat.stage_counts(pid)
+    out.append("")
+    if counts.empty:
+        out.append("no particles")
+        return "\n".join(out)
+    mics = cat.micrographs([pid]).set_index("id")
+    wide = counts.pivot(index="micrograph_id", columns="stage", values="count")
+    present = [s for s in STAGES if s in wide.columns]
+    rows = []
+    for mid, r in wide[present].iterrows():
+        rows.append([mics.at[mid, "key"] if mid in mics.index else mid,
+                     *[_num(r[s]) for s in present]])
+    out.append(_table(rows, ["micrograph", *present]))
+    return "\n".join(out)
