@@ -561,14 +561,23 @@ def _group_files(root: str, g: _Group) -> tuple[list[str], list[str]]:
     return main, passthrough
 
 
+def _problem(path: str, exc: Exception) -> Problem:
+    """A Problem whose message does not repeat the path (readers name the file themselves)."""
+    msg = str(exc)
+    for prefix in (f"{path}: ", f"{os.path.abspath(path)}: "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    return Problem(path, msg)
+
+
 def _fingerprint(paths: list[str]) -> str:
     h = hashlib.sha1()
     for p in sorted(paths):
         try:
             st = os.stat(p)
-            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
         except OSError:
-            h.update(f"{p}\0missing\n".encode())
+            h.update(f"{p}\0missing\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -635,7 +644,7 @@ def _load_group(root: str, g: _Group, row_fields: tuple[str, ...], problems: lis
         try:
             arrays.append(read_cs(p, fields=wanted))  # one pass over each file
         except CsFileError as exc:
-            problems.append(Problem(p, str(exc)))
+            problems.append(_problem(p, exc))
             return None
     exact = {f for f in row_fields if not f.endswith("/")}
     prefixes = tuple(f for f in row_fields if f.endswith("/"))
@@ -946,7 +955,7 @@ def _parse_exposure_group(root, g, mics, problems) -> None:
         try:
             arrays.append(read_cs(p, fields=wanted))
         except CsFileError as exc:
-            problems.append(Problem(p, str(exc)))
+            problems.append(_problem(p, exc))
             return
     cols = join_passthrough(arrays[0], *arrays[1:])
     paths = _field(cols, "path")

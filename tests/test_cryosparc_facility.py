@@ -115,3 +115,19 @@ def test_micrographs_and_ctf_against_truth(parsed):
         for m in rec.micrographs:
             assert m.key in truth and (m.nx, m.ny) == (truth[m.key].nx, truth[m.key].ny)
             assert m.exposure_uid == str(facility.scenario.exposure_uids[m.key])
+
+
+def test_project_under_non_utf8_directory_name(facility, tmp_path):
+    """Facility storage has names in legacy encodings: parsing must not fail on them."""
+    import os
+    import shutil
+
+    from harvest.cryosparc import parse_job, scan_project
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9 proj")
+    shutil.copytree(facility.root, odd, symlinks=True)
+    root = odd / facility.projects["cryosparc"].relative_to(facility.root)
+    scan = scan_project(root)
+    rec = parse_job(scan, "J9")
+    (pset,) = rec.particle_sets
+    assert len(pset.particles) > 0 and pset.fingerprint
