@@ -154,3 +154,12 @@ def test_default_facility_is_fast(tmp_path):
     start = time.perf_counter()
     make_facility(tmp_path / "f")
     assert time.perf_counter() - start < 30.0
+
+
+def test_tiny_facility_with_empty_sets(tmp_path):
+    """A facility so small that some sets are empty is still written (empty .cs keep dtypes)."""
+    from harvest.synth import FacilityConfig, make_facility
+
+    fac = make_facility(tmp_path / "tiny", FacilityConfig(n_micrographs=2, nx=256, ny=256))
+    counts = {(e["job"], e["name"]): e["count"] for e in fac.expected_sets("cryosparc")}
+    assert 0 in counts.values()

@@ -149,6 +149,8 @@ def cs_table(uids: np.ndarray, slots: dict[str, dict[str, object]]) -> np.ndarra
     for slot, values in slots.items():
         written = "ctf" if slot == "ctf_exposure" else slot
         for field, v in values.items():
+            if n == 0:  # an empty selection keeps the dtype (as CryoSPARC's empty outputs do)
+                continue
             out[f"{written}/{field}"] = v
     return out
 
