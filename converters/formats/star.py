@@ -1,0 +1,251 @@
+"""RELION STAR picks: particles tables (3.0 single table, 3.1+ optics + particles), one coordinate
+STAR per micrograph (RELION import, crYOLO, EPicker), and PartiNet's single-block STAR.
+
+Coordinates: ``rlnCoordinateX/Y`` are particle centres in pixels of the micrograph, in the
+``mrcfile`` array frame (formats.md §0.5); read as written (no recentring by origins: the
+harvester does that). Flavours for writing (``flavor=``):
+
+``coords`` (default)
+    one file per micrograph ``<stem>.star``: ``data_`` / ``loop_`` / ``_rlnCoordinateX #1`` /
+    ``_rlnCoordinateY #2`` [/ ``_rlnCoordinateZ``] [/ ``_rlnAutopickFigureOfMerit``], the layout of
+    RELION's coordinate import, crYOLO's STAR output and EPicker's STAR labels (which need the
+    ``#N`` indices).
+``relion31``
+    one table file: ``# version 30001``, ``data_optics`` (one optics group) and ``data_particles``
+    with ``rlnMicrographName``, coordinates, ``rlnOpticsGroup`` and the optional columns.
+``relion30``
+    one table file: a single ``data_images`` table (what Topaz and RELION 3.0 read).
+``partinet``
+    one table file: ``data_`` / ``loop_`` / ``_rlnMicrographName #1`` / ``_rlnCoordinateX #2`` /
+    ``_rlnCoordinateY #3`` / ``_rlnDiameter #4``, integers (PartiNet parses them with ``int()``),
+    micrograph names ``<stem>.mrc`` (formats.md §9).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import _text
+from ._common import (
+    FormatError,
+    check_picks,
+    column,
+    mic_stem,
+    picks_frame,
+    table_target,
+    write_atomic,
+    write_per_micrograph,
+)
+
+CAPABILITIES = frozenset(
+    {"2d", "3d", "score", "diameter", "per_micrograph", "table", "read", "write"}
+)
+EXTENSIONS = (".star",)
+FLAVORS = ("coords", "relion31", "relion30", "partinet")
+DECIMALS = 6  # RELION writes coordinates with 6 decimals
+
+
+def read(path, **opts):
+    """Picks from any STAR with ``rlnCoordinateX/Y``: the ``particles`` block of a 3.1+ file, else
+    the first block holding coordinates. ``micrograph`` = ``rlnMicrographName`` as written, or the
+    file stem for per-micrograph coordinate files; ``score`` = ``rlnAutopickFigureOfMerit``,
+    ``diameter`` = ``rlnDiameter``, ``class_id`` = ``rlnClassNumber``, ``z`` = ``rlnCoordinateZ``."""
+    import starfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        blocks = starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises many kinds; one line that names the file
+        raise FormatError(path, f"not a readable STAR file ({exc})") from None
+    table = None
+    tables = {k: v for k, v in blocks.items() if hasattr(v, "columns")}
+    if "particles" in tables and "rlnCoordinateX" in tables["particles"].columns:
+        table = tables["particles"]
+    else:
+        for df in tables.values():
+            if "rlnCoordinateX" in df.columns:
+                table = df
+                break
+    if table is None:
+        raise FormatError(
+            path,
+            "no block with rlnCoordinateX/rlnCoordinateY (blocks: "
+            f"{', '.join(repr(k) for k in blocks) or 'none'}); not a particle/coordinate STAR",
+        )
+    if "rlnCoordinateY" not in table.columns:
+        raise FormatError(path, "block has rlnCoordinateX but no rlnCoordinateY")
+
+    def num(name):
+        if name not in table.columns:
+            return None
+        import pandas as pd
+
+        values = pd.to_numeric(table[name], errors="coerce")
+        bad = values.isna() & table[name].notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise FormatError(path, f"{name} of row {i + 1} is {table[name].iloc[i]!r}, not a number")
+        return values.to_numpy(dtype=np.float64)
+
+    if "rlnMicrographName" in table.columns:
+        mic = table["rlnMicrographName"].astype(str).to_numpy(dtype=object)
+    else:
+        mic = path.stem
+    cls = num("rlnClassNumber")
+    frame = picks_frame(
+        mic,
+        num("rlnCoordinateX"),
+        num("rlnCoordinateY"),
+        z=num("rlnCoordinateZ"),
+        score=num("rlnAutopickFigureOfMerit"),
+        diameter=num("rlnDiameter"),
+        class_id=None if cls is None or np.isnan(cls).any() else cls,
+    )
+    frame.attrs["star_flavor"] = (
+        "relion31" if "optics" in tables
+        else "partinet" if "rlnDiameter" in table.columns
+        else "relion30" if "rlnMicrographName" in table.columns
+        else "coords"
+    )
+    return frame
+
+
+def sniff_flavor(path) -> str:
+    """Which flavour a STAR file is: 'relion31' (has data_optics), 'partinet' (rlnDiameter),
+    'relion30' (rlnMicrographName, one table) or 'coords' (coordinates only)."""
+    text = Path(path).read_text(errors="replace")
+    if "data_optics" in text:
+        return "relion31"
+    if "_rlnDiameter" in text:
+        return "partinet"
+    if "_rlnMicrographName" in text:
+        return "relion30"
+    return "coords"
+
+
+def write(picks, dest, flavor: str = "coords", overwrite: bool = False, **opts) -> list[Path]:
+    """Write picks as STAR; see the module docstring for ``flavor``.
+
+    Options: ``micrographs`` (coords: also write empty files for these), ``pixel_size`` (Å/px of
+    the micrographs, relion31 optics), ``voltage`` (kV, 300), ``cs`` (mm, 2.7),
+    ``amplitude_contrast`` (0.1), ``diameter`` (px, partinet when the frame has none),
+    ``image_ext`` (partinet micrograph name extension, ``.mrc``).
+    """
+    check_picks(picks, f"STAR ({flavor})")
+    if flavor == "coords":
+        return _write_coords(picks, dest, overwrite=overwrite, micrographs=opts.get("micrographs"))
+    if flavor == "relion31":
+        return [_write_relion(picks, dest, overwrite, optics=True, **opts)]
+    if flavor == "relion30":
+        return [_write_relion(picks, dest, overwrite, optics=False, **opts)]
+    if flavor == "partinet":
+        return [_write_partinet(picks, dest, overwrite, **opts)]
+    raise ValueError(f"unknown STAR flavor {flavor!r}; known: {', '.join(FLAVORS)}")
+
+
+def _loop_header(block: str, labels: list[str]) -> str:
+    lines = [f"\n{block}\n\nloop_"] + [f"_{name} #{i}" for i, name in enumerate(labels, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def _has(picks, name: str) -> bool:
+    return name in picks.columns and bool(picks[name].notna().any())
+
+
+def _coord_columns(picks, with_z: bool) -> tuple[list[str], list]:
+    labels = ["rlnCoordinateX", "rlnCoordinateY"] + (["rlnCoordinateZ"] if with_z else [])
+    cols = [_text.Fixed(column(picks, c), DECIMALS, strip=False) for c in "xyz"[: len(labels)]]
+    return labels, cols
+
+
+def _write_coords(picks, dest, overwrite, micrographs) -> list[Path]:
+    has_score, has_z = _has(picks, "score"), _has(picks, "z")
+    labels = ["rlnCoordinateX", "rlnCoordinateY"] + (["rlnCoordinateZ"] if has_z else [])
+    if has_score:
+        labels.append("rlnAutopickFigureOfMerit")
+    header = _loop_header("data_", labels).lstrip("\n").encode()
+
+    def render(rows):
+        _, cols = _coord_columns(rows, has_z)
+        if has_score:
+            cols.append(_text.Fixed(column(rows, "score"), DECIMALS, strip=False))
+        return _text.render(cols, len(rows))
+
+    return write_per_micrograph(
+        picks, dest, ".star", render, overwrite=overwrite, micrographs=micrographs,
+        header=header, footer=b"\n",
+    )
+
+
+def _name_column(picks, transform=None) -> _text.Str:
+    import pandas as pd
+
+    codes, uniques = pd.factorize(picks["micrograph"].astype(str), sort=False)
+    names = [transform(u) if transform else str(u) for u in uniques]
+    return _text.Str(codes=codes, uniques=names, quote_blank=True)
+
+
+def _write_relion(picks, dest, overwrite, optics: bool, **opts) -> Path:
+    target = table_target(dest, "particles.star")
+    n = len(picks)
+    labels, cols = _coord_columns(picks, _has(picks, "z"))
+    labels.append("rlnMicrographName")
+    cols.append(_name_column(picks))
+    if _has(picks, "score"):
+        labels.append("rlnAutopickFigureOfMerit")
+        cols.append(_text.Fixed(column(picks, "score"), DECIMALS, strip=False))
+    if "class_id" in picks.columns:
+        labels.append("rlnClassNumber")
+        cols.append(_text.Int(column(picks, "class_id")))
+    if _has(picks, "diameter"):
+        labels.append("rlnDiameter")
+        cols.append(_text.Fixed(column(picks, "diameter"), DECIMALS, strip=False))
+    if optics:
+        labels.append("rlnOpticsGroup")
+        cols.append(_text.Const("1"))
+        head = "# version 30001\n" + _optics_block(**opts) + "\n# version 30001\n"
+        head += _loop_header("data_particles", labels)
+    else:
+        head = _loop_header("data_images", labels)
+    body = _text.render_bytes(cols, n)
+    return write_atomic(target, [head, body, "\n"], overwrite=overwrite)
+
+
+def _optics_block(pixel_size=None, voltage=300.0, cs=2.7, amplitude_contrast=0.1, **_):
+    labels = ["rlnOpticsGroup", "rlnOpticsGroupName", "rlnVoltage", "rlnSphericalAberration",
+              "rlnAmplitudeContrast"]
+    values = ["1", "opticsGroup1", f"{float(voltage):.6f}", f"{float(cs):.6f}",
+              f"{float(amplitude_contrast):.6f}"]
+    if pixel_size is not None:
+        labels += ["rlnMicrographOriginalPixelSize", "rlnMicrographPixelSize"]
+        values += [f"{float(pixel_size):.6f}"] * 2
+    return _loop_header("data_optics", labels) + "\t".join(values) + "\n"
+
+
+def _write_partinet(picks, dest, overwrite, diameter=None, image_ext=".mrc", **_) -> Path:
+    target = table_target(dest, "particles.star")
+    d = column(picks, "diameter")
+    if d is None or np.isnan(d).any():
+        if diameter is None:
+            raise ValueError(
+                "PartiNet STAR needs a particle diameter per pick: give diameter= (px) or a "
+                "'diameter' column"
+            )
+        d = np.where(np.isnan(d), float(diameter), d) if d is not None else np.full(
+            len(picks), float(diameter)
+        )
+    labels = ["rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY", "rlnDiameter"]
+    cols = [
+        _name_column(picks, lambda s: mic_stem(s) + image_ext),
+        _text.Int(column(picks, "x")),
+        _text.Int(column(picks, "y")),
+        _text.Int(d),
+    ]
+    head = "data_\n\nloop_\n" + "\n".join(f"_{n} #{i}" for i, n in enumerate(labels, 1)) + "\n"
+    body = _text.render_bytes(cols, len(picks))
+    return write_atomic(target, [head, body], overwrite=overwrite)
+

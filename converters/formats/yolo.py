@@ -1,0 +1,200 @@
+"""YOLO labels as PartiNet/DynamicDet use them (formats.md §9, pickers.md §B3).
+
+One ``.txt`` per image, one line per particle: ``class cx cy w h`` normalised to [0, 1] by the
+image width and height, square box of side = particle diameter (PartiNet's ``split`` writes
+``f"{class} {x/W:.6f} {y/H:.6f} {d/W:.6f} {d/H:.6f}"``). PartiNet's detections add a sixth
+column, the confidence (read as ``score``). The pixel frame is that of the PNG/MRC the labels
+refer to (= the ``mrcfile`` array frame; PartiNet writes the denoised PNG without resizing).
+
+Normalising needs the image size: ``image_size=(nx, ny)`` for all images, a mapping
+micrograph -> (nx, ny), or ``images=DIR`` to read it from ``DIR/<stem>.{mrc,png,jpg,...}``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from . import _text
+from ._common import (
+    IMAGE_EXTENSIONS,
+    FormatError,
+    check_picks,
+    column,
+    group_rows,
+    mic_stem,
+    numeric_rows,
+    picks_frame,
+    read_text,
+    write_atomic,
+    write_per_micrograph,
+)
+
+CAPABILITIES = frozenset({"2d", "score", "box", "diameter", "per_micrograph", "read", "write"})
+EXTENSIONS = (".txt",)
+
+
+def looks_like(lines: list[str]) -> bool:
+    """5 or 6 numbers per line, an integer class first, the next four in [0, 1]."""
+    rows = [s.split() for s in lines if s.strip()]
+    if not rows:
+        return False
+    for tok in rows:
+        if len(tok) not in (5, 6):
+            return False
+        try:
+            vals = [float(t) for t in tok]
+        except ValueError:
+            return False
+        if vals[0] != int(vals[0]) or not all(0.0 <= v <= 1.0 for v in vals[1:5]):
+            return False
+    return True
+
+
+def image_size_of(path) -> tuple[int, int]:
+    """(nx, ny) of an image file: MRC header, PNG header, else OpenCV."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".mrc", ".mrcs", ".rec", ".map", ".st"):
+        import mrcfile
+
+        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+            return int(mrc.header.nx), int(mrc.header.ny)
+    if suffix == ".png":
+        with path.open("rb") as fh:
+            head = fh.read(24)
+        if head[:8] != b"\x89PNG\r\n\x1a\n":
+            raise FormatError(path, "not a PNG file")
+        w, h = struct.unpack(">II", head[16:24])
+        return int(w), int(h)
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FormatError(path, "cannot read image to get its size")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def _find_image(images: Path, stem: str) -> Path | None:
+    for ext in (".png", ".jpg", ".jpeg", ".mrc", ".tif", ".tiff") + IMAGE_EXTENSIONS:
+        p = images / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
+def _sizes_for(names: list[str], image_size=None, images=None, what="YOLO") -> np.ndarray:
+    """(n_names, 2) array of (nx, ny)."""
+    out = np.zeros((len(names), 2), dtype=np.float64)
+    for i, name in enumerate(names):
+        if isinstance(image_size, Mapping):
+            size = image_size.get(name, image_size.get(mic_stem(name)))
+        elif image_size is not None:
+            size = image_size
+        else:
+            size = None
+        if size is None and images is not None:
+            img = _find_image(Path(images), mic_stem(name))
+            if img is not None:
+                size = image_size_of(img)
+        if size is None:
+            raise ValueError(
+                f"{what}: image size of micrograph {name!r} unknown; give image_size=(nx, ny), "
+                "a mapping per micrograph, or images=DIR holding <stem>.png/.jpg/.mrc"
+            )
+        nx, ny = size
+        if nx <= 0 or ny <= 0:
+            raise ValueError(f"{what}: image size of {name!r} must be positive, got {size!r}")
+        out[i] = (nx, ny)
+    return out
+
+
+def read(path, image_size=None, images=None, **_):
+    """YOLO labels of one image back to pixels; ``diameter`` = max(w·W, h·H) (PartiNet's
+    ``star`` conversion), ``class_id`` = class, ``score`` = the sixth column if present."""
+    path = Path(path)
+    lines = [(i, s) for i, s in enumerate(read_text(path).splitlines(), 1) if s.strip()]
+    rows = numeric_rows(path, lines, 5, "class cx cy w h [conf]")
+    if rows.shape[1] > 6:
+        raise FormatError(path, f"expected 5 or 6 columns, found {rows.shape[1]}", lines[0][0])
+    if rows.shape[0] == 0:  # an image without particles needs no size
+        return picks_frame(path.stem, [], [], diameter=[], class_id=[])
+    (nx, ny), = _sizes_for([path.stem], image_size, images, f"YOLO {path}")
+    score = rows[:, 5] if rows.shape[1] == 6 else None
+    if score is not None and np.isnan(score).all():
+        score = None
+    return picks_frame(
+        path.stem,
+        rows[:, 1] * nx,
+        rows[:, 2] * ny,
+        score=score,
+        diameter=np.maximum(rows[:, 3] * nx, rows[:, 4] * ny),
+        class_id=rows[:, 0],
+    )
+
+
+def write(picks, dest, image_size=None, images=None, diameter=None, class_id=None,
+          overwrite: bool = False, micrographs=None, **_):
+    """YOLO label per micrograph (``dest/<stem>.txt``). Box side = ``diameter`` (px) or the
+    ``diameter`` column; class = ``class_id`` or the ``class_id`` column or 0."""
+    check_picks(picks, "YOLO labels")
+    picks = picks.reset_index(drop=True)
+    d = column(picks, "diameter")
+    if diameter is not None:
+        d = np.full(len(picks), float(diameter))
+    elif d is None or np.isnan(d).any():
+        raise ValueError("YOLO labels need a box side: give diameter= (px) or a 'diameter' column")
+    if class_id is not None:
+        cls = np.full(len(picks), float(class_id))
+    else:
+        cls = column(picks, "class_id", default=0.0)
+    _, names, _ = group_rows(picks)
+    all_names = names + [str(m) for m in (micrographs or []) if str(m) not in set(names)]
+    sizes = _sizes_for(all_names, image_size, images)
+    import pandas as pd
+
+    codes = pd.Index(names).get_indexer(picks["micrograph"].astype(str))
+    nx, ny = sizes[codes, 0], sizes[codes, 1]
+
+    def render(rows):
+        i = rows.index.to_numpy()
+        return _text.render(
+            [
+                _text.Int(cls[i]),
+                _text.Fixed(column(rows, "x") / nx[i], 6, strip=False),
+                _text.Fixed(column(rows, "y") / ny[i], 6, strip=False),
+                _text.Fixed(d[i] / nx[i], 6, strip=False),
+                _text.Fixed(d[i] / ny[i], 6, strip=False),
+            ],
+            len(rows),
+            sep=" ",
+        )
+
+    return write_per_micrograph(
+        picks, dest, ".txt", render, overwrite=overwrite, micrographs=micrographs
+    )
+
+
+def write_image_list(paths, dest, overwrite: bool = False) -> Path:
+    """``train.txt``/``val.txt``: one image path per line (PartiNet writes absolute paths)."""
+    text = "".join(f"{Path(p)}\n" for p in paths)
+    return write_atomic(Path(dest), text, overwrite)
+
+
+def write_dataset_yaml(out_dir, train_list, val_list, overwrite: bool = False) -> Path:
+    """``cryo_training.yaml`` exactly as ``partinet split`` writes it: ``train``/``val`` paths,
+    ``nc: 1``, ``names: [ 'particle' ]``."""
+    text = (
+        f"train: {train_list}\n"
+        f"val: {val_list}\n"
+        "\n"
+        "# number of classes\n"
+        "nc: 1\n"
+        "\n"
+        "# class names\n"
+        "names: [ 'particle' ]\n"
+    )
+    return write_atomic(Path(out_dir) / "cryo_training.yaml", text, overwrite)

@@ -1,0 +1,191 @@
+"""The one registry of picker formats.
+
+Each format is a module in ``converters/formats/`` with symmetric ``read(path, **opts) ->
+DataFrame`` and ``write(picks, dest, **opts) -> list[Path]`` over the picks frame, and declared
+``CAPABILITIES`` and ``EXTENSIONS``. A module may declare further formats in ``VARIANTS`` (name ->
+capabilities, extensions, reader and writer attribute names), e.g. ``cryolo`` also provides
+``box`` and ``cbox``. ``_MODULES`` below is the only list of formats; the CLI's choices come from
+:func:`names`. Modules are imported on first use.
+
+The picks frame: ``micrograph`` (str, as the format stores it; for per-micrograph files the
+label file's stem), ``x``, ``y`` (float64 px, particle centres, ``mrcfile`` array frame: x =
+column, y = row, origin at the first stored pixel), optional ``z``, ``score``, ``diameter`` (px),
+``class_id``, ``filament``, ``radius`` (px).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import import_module
+from pathlib import Path
+
+# The only list of format modules (converters/formats/<name>.py).
+_MODULES: tuple[str, ...] = (
+    "yolo", "cryolo", "topaz", "thi", "coord", "star", "csv", "cetpick", "imod", "copick",
+)
+# Which format a shared extension means when nothing else tells (content sniffing first).
+_TXT_SNIFF_ORDER: tuple[str, ...] = ("cetpick", "topaz", "yolo", "imod")
+CAPABILITY_NAMES = frozenset(
+    {"2d", "3d", "score", "box", "diameter", "per_micrograph", "table", "filament", "vesicle",
+     "read", "write"}
+)
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """One format: its name, capabilities, file extensions and read/write functions."""
+
+    name: str
+    capabilities: frozenset
+    extensions: tuple
+    module: str
+    reader: str = "read"
+    writer: str = "write"
+    recursive: bool = False
+
+    def _mod(self):
+        return import_module(f"converters.formats.{self.module}")
+
+    def read(self, path, **opts):
+        """Picks frame of one file of this format."""
+        return getattr(self._mod(), self.reader)(path, **opts)
+
+    def write(self, picks, dest, **opts) -> list[Path]:
+        """Write ``picks``; returns the files written."""
+        return getattr(self._mod(), self.writer)(picks, dest, **opts)
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return tuple(d for d in (2, 3) if f"{d}d" in self.capabilities)
+
+
+@lru_cache(maxsize=1)
+def _specs() -> tuple[FormatSpec, ...]:
+    specs = []
+    for modname in _MODULES:
+        mod = import_module(f"converters.formats.{modname}")
+        recursive = bool(getattr(mod, "RECURSIVE", False))
+        specs.append(FormatSpec(modname, frozenset(mod.CAPABILITIES), tuple(mod.EXTENSIONS),
+                                modname, recursive=recursive))
+        for name, var in getattr(mod, "VARIANTS", {}).items():
+            specs.append(FormatSpec(name, frozenset(var["capabilities"]),
+                                    tuple(var["extensions"]), modname, var.get("read", "read"),
+                                    var.get("write", "write"), recursive))
+    for spec in specs:
+        unknown = spec.capabilities - CAPABILITY_NAMES
+        if unknown:
+            raise RuntimeError(f"format {spec.name!r} declares unknown capabilities {unknown}")
+    return tuple(specs)
+
+
+def names(dim: int | None = None) -> list[str]:
+    """Sorted format names (all, or those that hold ``dim``-dimensional picks: 2 or 3)."""
+    if dim not in (None, 2, 3):
+        raise ValueError(f"dim must be 2, 3 or None, got {dim!r}")
+    return sorted(s.name for s in _specs() if dim is None or f"{dim}d" in s.capabilities)
+
+
+def get(name: str) -> FormatSpec:
+    """The format called ``name``; ValueError with close matches for an unknown name."""
+    for spec in _specs():
+        if spec.name == name:
+            return spec
+    known = names()
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"unknown format {name!r}; {hint}known: {', '.join(known)}")
+
+
+def _head(path: Path, n: int = 20) -> list[str]:
+    lines = []
+    with path.open(errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                lines.append(line.rstrip("\n"))
+            if len(lines) >= n:
+                break
+    return lines
+
+
+def guess_format(path) -> str:
+    """Format name of a file from its extension, sniffing the content of ``.txt`` files
+    (cet_pick / Topaz headers, YOLO rows, IMOD points)."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    candidates = [s.name for s in _specs() if ext in s.extensions]
+    if not candidates:
+        known = sorted({e for s in _specs() for e in s.extensions})
+        raise ValueError(f"{path}: cannot tell the format from extension {ext!r} "
+                         f"(known: {', '.join(known)}); pass the format name")
+    if len(candidates) == 1:
+        return candidates[0]
+    if ext[1:] in candidates:
+        return ext[1:]
+    head = _head(path)
+    for name in _TXT_SNIFF_ORDER:
+        if name in candidates:
+            looks_like = getattr(get(name)._mod(), "looks_like", None)
+            if looks_like is not None and looks_like(head):
+                return name
+    raise ValueError(f"{path}: cannot tell which of {', '.join(candidates)} this {ext} file is; "
+                     "pass the format name")
+
+
+def _files_of(directory: Path, spec: FormatSpec) -> list[Path]:
+    pattern = directory.rglob("*") if spec.recursive else directory.iterdir()
+    return sorted(p for p in pattern if p.is_file() and p.suffix.lower() in spec.extensions
+                  and not p.name.startswith("."))
+
+
+def read_picks(path, fmt: str | None = None, **opts):
+    """Picks frame of one file, or of every file of the format in a directory (per-micrograph
+    files: micrograph = file stem). ``fmt`` is guessed from the extension when None."""
+    from converters.formats._common import concat_frames
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if path.is_file():
+        spec = get(fmt) if fmt else get(guess_format(path))
+        return spec.read(path, **opts)
+    if fmt:
+        spec = get(fmt)
+    else:
+        exts = {}
+        for p in path.iterdir():
+            if p.is_file() and not p.name.startswith("."):
+                exts.setdefault(p.suffix.lower(), p)
+        if not exts:  # nested layouts (copick: <run>/Picks/*.json)
+            for p in path.rglob("*"):
+                if p.is_file() and not p.name.startswith("."):
+                    exts.setdefault(p.suffix.lower(), p)
+        found = []
+        for sample in exts.values():
+            try:
+                found.append(guess_format(sample))
+            except ValueError:
+                continue
+        if len(set(found)) != 1:
+            raise ValueError(
+                f"{path}: cannot tell the format of this directory "
+                f"({'formats ' + ', '.join(sorted(set(found))) if found else 'no known files'}); "
+                "pass the format name"
+            )
+        spec = get(found[0])
+    files = _files_of(path, spec)
+    if not files:
+        raise FileNotFoundError(
+            f"{path}: no {'/'.join(spec.extensions)} files for format {spec.name!r}"
+        )
+    return concat_frames([spec.read(f, **opts) for f in files])
+
+
+def write_picks(picks, dest, fmt: str, **opts) -> list[Path]:
+    """Write ``picks`` in format ``fmt``: one file per micrograph into directory ``dest`` for
+    per-micrograph formats, or one table file (``dest``, or ``dest/particles.<ext>``)."""
+    spec = get(fmt)
+    if "write" not in spec.capabilities:
+        raise ValueError(f"format {fmt!r} cannot be written")
+    return spec.write(picks, dest, **opts)
