@@ -41,12 +41,18 @@ Particle storage (why it is this narrow)
 
     ``set_counts`` caches particles per (set, micrograph) so stage counts never scan particles.
 
-Bulk rows go in with the connection's ``executemany`` of multi-row ``INSERT … VALUES`` (64 rows
+Bulk rows go in with the connection's ``executemany`` of multi-row ``INSERT … VALUES`` (256 rows
 a statement) built from one int64 array per set, inside the project's transaction. Python objects
 are what a bulk insert costs, so pairs of 32-bit values travel packed in one 64-bit parameter
 ((micrograph, row), (x, y), (dx, dy)) and SQL splits them; reads pack them the same way so a
 whole set becomes one int64 array. Coordinates are therefore limited to ±2.1 million px (a set
-beyond that is refused with a ValueError naming it).
+beyond that is refused with a ValueError naming it). Each statement's parameters become Python
+ints only when sqlite3 asks for them (a generator over the array's rows), so a set never holds
+10^7 ints at once; a parameter with one value for the whole set (no shifts, uid = row, one
+class) is written into the SQL text instead of bound per row. A ``micrograph`` column may be a
+pandas Categorical (its codes are used, no string per row); new micrographs go in with one
+``executemany`` and explicit ids (max + 1 in order, as SQLite would assign them).
+Measurements behind these choices: ``benchmarks/results/harvest.md``, section 1.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ from harvest.records import FileStamp, JobRecord, JobScan, ParticleSetRecord, Pr
 
 COORD_SCALE = 1000  # stored coordinate units per pixel (max error 0.5 / COORD_SCALE px)
 DEFAULT_SCORE_SCALE = 1e4
-_ROWS_PER_STATEMENT = 64  # rows per multi-row INSERT statement (≤ 8 parameters a row)
+_ROWS_PER_STATEMENT = 256  # rows per multi-row INSERT statement (≤ 8 parameters a row)
 _INT64_MASK = (1 << 64) - 1
 
 MICROGRAPH_FIELDS: tuple[str, ...] = (
@@ -978,8 +984,17 @@ class ProjectWriter:
 
     def _write_record(self, jid: int, record: JobRecord) -> None:
         mics = self._micrographs()
+        queued: dict[str, object] = {}  # new micrographs, inserted together
         for m in record.micrographs:
-            self._merge_micrograph(mics, m)
+            path = db_text(m.path)
+            if path in queued:  # a repeat merges into the row inserted first
+                self._insert_micrographs(mics, list(queued.values()))
+                queued = {}
+            if path in mics:
+                self._merge_micrograph(mics, m)
+            else:
+                queued[path] = m
+        self._insert_micrographs(mics, list(queued.values()))
         names = set()
         for ps in record.particle_sets:
             if ps.name in names:
@@ -990,17 +1005,41 @@ class ProjectWriter:
             names.add(ps.name)
             stage_rank(ps.stage)
             codes, paths = _factorize_micrographs(ps.particles)
-            mapping = {}
+            missing: dict[str, str] = {}
             for p in paths:
-                entry = mics.get(db_text(p))
-                if entry is None:
-                    entry = self._merge_micrograph(mics, _bare_micrograph(p, self.scan.root))
-                mapping[p] = entry[0]
+                t = db_text(p)
+                if t not in mics and t not in missing:
+                    missing[t] = p
+            self._insert_micrographs(
+                mics, [_bare_micrograph(p, self.scan.root) for p in missing.values()])
+            mapping = {p: mics[db_text(p)][0] for p in paths}
             result = _insert_set(self.conn, self.project_id, jid, ps, mapping, origin="job",
                                  factorized=(codes, paths))
             self.new_particles += result.count
             if self.hook:
                 self.hook("set")
+
+    def _insert_micrographs(self, mics: dict[str, list], records: list) -> None:
+        """Insert micrographs whose paths are new and distinct, in one ``executemany``. Ids are
+        given explicitly as SQLite would (max + 1 in order), so the catalog is the same as
+        with one INSERT each."""
+        if not records:
+            return
+        first = self.conn.execute("SELECT ifnull(max(id), 0) + 1 FROM micrographs").fetchone()[0]
+        rows = []
+        for i, m in enumerate(records):
+            path = db_text(m.path)
+            new = [getattr(m, f) for f in MICROGRAPH_FIELDS]
+            nz = m.nz
+            rows.append((first + i, self.project_id, db_text(m.key), path, db_text(m.abs_path),
+                         *_sql_values(new), int(bool(nz is not None and nz > 1))))
+            mics[path] = [first + i, *new]
+        self.conn.executemany(
+            f"INSERT INTO micrographs (id, project_id, key, path, abs_path, "
+            f"{', '.join(MICROGRAPH_FIELDS)}, is_tomogram) VALUES "
+            f"(?, ?, ?, ?, ?, {', '.join('?' * len(MICROGRAPH_FIELDS))}, ?)",
+            rows,
+        )
 
     def _merge_micrograph(self, mics: dict[str, list], m) -> list:
         path = db_text(m.path)
@@ -1106,6 +1145,8 @@ def _quantise(values: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]
     """(int64 array, null mask) of round(values × scale)."""
     values = np.asarray(values, dtype=np.float64)
     null = ~np.isfinite(values)
+    if not null.any():  # the usual case: no boolean gather and scatter
+        return np.rint(values * scale).astype(np.int64), null
     q = np.zeros(len(values), dtype=np.int64)
     ok = ~null
     q[ok] = np.rint(values[ok] * scale).astype(np.int64)
@@ -1153,6 +1194,8 @@ def _factorize_micrographs(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     if not len(df):
         return np.zeros(0, np.int64), []
     col = df["micrograph"]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return _categorical_codes(col)
     if col.dtype == object and isinstance(col.iloc[0], bytes):
         col = col.map(os.fsdecode)
     elif not (pd.api.types.is_string_dtype(col.dtype) or col.dtype == object):
@@ -1161,6 +1204,23 @@ def _factorize_micrographs(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     if (codes < 0).any():
         raise ValueError(f"{int((codes < 0).sum())} particle(s) have no micrograph path")
     return codes, [str(u) for u in uniques]
+
+
+def _categorical_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """:func:`_factorize_micrographs` of a Categorical column from its codes, without touching a
+    string per row. Same result as factorising the strings: unused categories dropped, codes
+    renumbered in order of first appearance (so new micrographs get the same ids)."""
+    raw = col.cat.codes.to_numpy()
+    if (raw < 0).any():
+        raise ValueError(f"{int((raw < 0).sum())} particle(s) have no micrograph path")
+    # first appearances: only where the code changes (rows usually come grouped by micrograph)
+    change = np.flatnonzero(np.concatenate(([True], raw[1:] != raw[:-1])))
+    order = pd.unique(raw[change])
+    cats = col.cat.categories
+    renumber = np.zeros(len(cats), dtype=np.int64)
+    renumber[order] = np.arange(len(order), dtype=np.int64)
+    names = [os.fsdecode(c) if isinstance(c, bytes) else str(c) for c in cats[order]]
+    return renumber[raw], names
 
 
 def _insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
@@ -1247,19 +1307,33 @@ def _insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
         order = slice(None)  # already grouped by micrograph (the usual case): rows in key order
     else:
         order = np.lexsort((row, mic))
-    data = np.stack([v[order] for _, v, _ in params], axis=1)
-    masks = {i: m[order] for i, (_, _, m) in enumerate(params) if m is not None and m.any()}
+    # A parameter with one value for the whole set (RELION: no shifts, uid = row, one class)
+    # goes into the SQL text as a literal instead of one Python int per row.
+    # (Never the key "mr": one row per bound parameter set.)
+    literal: dict[int, int] = {}
+    for j, (name, v, m) in enumerate(params):
+        if name != "mr" and (m is None or not m.any()) and v[0] != _NULL and bool((v == v[0]).all()):
+            literal[j] = int(v[0])
+    bound = [j for j in range(len(params)) if j not in literal]
+    data = np.stack([params[j][1][order] for j in bound], axis=1)
+    masks = {i: params[j][2][order] for i, j in enumerate(bound)
+             if params[j][2] is not None and params[j][2].any()}
     if masks:
         # Rare: some values missing. Python objects with None where a value is missing.
         data = data.astype(object)
         for i, m in masks.items():
             data[m, i] = None
-    width = len(params)
+    width = len(bound)
 
     def row_sql(base: int) -> str:
         exprs = [str(sid)]
+        pos = base
         for j, (name, _, _) in enumerate(params):
-            p = f"?{base + j + 1}"
+            if j in literal:
+                p = str(literal[j])
+            else:
+                pos += 1
+                p = f"?{pos}"
             if name in ("mr", "xy", "d"):
                 exprs += [_sql_hi(p), _sql_lo(p) if name != "mr" else f"({p} & {_M32})"]
             else:
@@ -1270,8 +1344,10 @@ def _insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
     k = _ROWS_PER_STATEMENT
     full = (n // k) * k
     if full:
+        # One statement's parameters become Python ints only when sqlite3 asks for them:
+        # the ints of a statement are freed before the next is made (no 10^7 live objects).
         conn.executemany(head + ", ".join(row_sql(i * width) for i in range(k)),
-                         data[:full].reshape(-1, k * width).tolist())
+                         map(np.ndarray.tolist, data[:full].reshape(-1, k * width)))
     if full < n:
         conn.executemany(head + row_sql(0), data[full:].tolist())
     mids, counts = np.unique(mic, return_counts=True)

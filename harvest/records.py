@@ -29,7 +29,7 @@ import pandas as pd
 # Columns of ParticleSetRecord.particles. ``micrograph`` is the micrograph path as written in the
 # file; it must equal the ``path`` of one MicrographRecord of the same job or of the project.
 PARTICLE_COLUMNS: tuple[str, ...] = (
-    "micrograph",  # str: path as written
+    "micrograph",  # str (or a pandas Categorical of str, whose codes the catalog uses): path as written
     "x",  # float64 px, recentred centre (== raw_x where no shifts)
     "y",
     "raw_x",  # float64 px, as stored in the source file (after frac->px for CryoSPARC)
