@@ -1,0 +1,114 @@
+"""``cryoglean evaluate``: score picks against reference picks (thin shell over evaluate.py)."""
+
+from __future__ import annotations
+
+import click
+
+
+def run_evaluation(
+    picks_path,
+    truth_path,
+    picks_format=None,
+    truth_format=None,
+    radius=None,
+    radius_frac=None,
+    diameter=None,
+    threshold=None,
+    images="truth",
+    out=None,
+):
+    """Read both sides through the format registry, evaluate, optionally write ``out``.
+
+    Returns the :class:`~trainers.evaluate.EvalResult`. ``out`` gets ``metrics.json``,
+    ``per_micrograph.csv``, ``pr_curve.csv``, ``pr.png`` and ``f1.png``.
+    """
+    from pathlib import Path
+
+    from trainers.evaluate import EvaluationError, evaluate_picks
+    from trainers.labels import label_micrographs, read_labels
+
+    if radius is None:
+        if radius_frac is None or diameter is None:
+            raise EvaluationError(
+                "give the matching radius: --radius PX, or --radius-frac F with --diameter PX"
+            )
+        radius = float(radius_frac) * float(diameter)
+    picks = read_labels(picks_path, picks_format)
+    truth = read_labels(truth_path, truth_format)
+    if images == "truth":
+        mics = label_micrographs(truth_path, truth_format)
+    elif images == "picks":
+        mics = label_micrographs(picks_path, picks_format)
+    else:
+        mics = sorted(
+            set(label_micrographs(truth_path, truth_format))
+            | set(label_micrographs(picks_path, picks_format))
+        )
+    res = evaluate_picks(
+        picks.drop(columns=["key"]), truth.drop(columns=["key"]), radius, threshold, mics
+    )
+    if out is not None:
+        from trainers.plots import plot_f1, plot_pr
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(res.to_json())
+        res.per_micrograph.to_csv(out / "per_micrograph.csv", index=False)
+        res.curve.to_csv(out / "pr_curve.csv", index=False)
+        plot_pr(res.curve, out / "pr.png", f"AUPRC {res.summary['auprc']:.3f}")
+        plot_f1(res.curve, out / "f1.png", f"best F1 {res.summary['best_f1']:.3f}")
+    return res
+
+
+@click.command("evaluate", context_settings={"max_content_width": 100})
+@click.option("--picks", "picks_path", required=True, type=click.Path(exists=True),
+              help="Picks to score: a label file or a directory of per-micrograph label files.")
+@click.option("--truth", "truth_path", required=True, type=click.Path(exists=True),
+              help="Reference picks, same layout choices as --picks.")
+@click.option("--picks-format", default=None,
+              help="Registry format of --picks (default: guessed from the file extension).")
+@click.option("--truth-format", default=None,
+              help="Registry format of --truth (default: guessed from the file extension).")
+@click.option("--radius", type=float, default=None,
+              help="Matching radius in px: a pick within it of a reference particle can match.")
+@click.option("--radius-frac", type=float, default=None,
+              help="Matching radius as a fraction of --diameter (0.5 = particle radius).")
+@click.option("--diameter", type=float, default=None, help="Particle diameter in px.")
+@click.option("--threshold", type=float, default=None,
+              help="Score threshold for the reported precision/recall/F1 (default: all picks).")
+@click.option("--images", type=click.Choice(["truth", "picks", "union"]), default="truth",
+              show_default=True,
+              help="Which micrographs count: those with reference label files (as Topaz's "
+                   "default), those with picks, or both.")
+@click.option("--out", type=click.Path(), default=None,
+              help="Directory for metrics.json, per_micrograph.csv, pr_curve.csv, pr.png, f1.png.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def evaluate_command(picks_path, truth_path, picks_format, truth_format, radius, radius_frac,
+                     diameter, threshold, images, out, as_json):
+    """Precision, recall, F1, AUPRC and localisation RMSE of picks against reference picks.
+
+    Picks are matched to reference particles per micrograph (micrographs paired by their
+    canonical key) by Hungarian assignment within the radius, as Topaz does; AUPRC uses
+    Topaz's definition. Pooled numbers are micro-averages over all micrographs. Both sides must
+    be in pixels of the same micrographs.
+    """
+    if radius is not None and (radius_frac is not None or diameter is not None):
+        raise click.UsageError("give either --radius or --radius-frac with --diameter, not both")
+    try:
+        res = run_evaluation(picks_path, truth_path, picks_format, truth_format, radius,
+                             radius_frac, diameter, threshold, images, out)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(res.to_json())
+        return
+    s = res.summary
+    click.echo(
+        f"micrographs {s['micrographs']}  reference {s['n_truth']}  picks {s['n_picks']}  "
+        f"radius {s['radius']:g} px  ({s['averaging']})"
+    )
+    click.echo(
+        f"precision {s['precision']:.4f}  recall {s['recall']:.4f}  F1 {s['f1']:.4f}  "
+        f"AUPRC {s['auprc']:.4f}  best F1 {s['best_f1']:.4f} at score {s['best_threshold']:.4g}  "
+        f"RMSE {s['rmse']:.3f} px"
+    )
