@@ -17,6 +17,16 @@ import click
 
 # Formats exported by the demo: every 2D format of the registry (tomogram formats need tomograms).
 TWO_D_FORMATS = ("yolo", "cryolo", "topaz", "thi", "star", "box", "csv")
+DEMO_MICROGRAPHS = 12  # 10 to train on, 2 held out (the export's default 20% split)
+
+
+def _geometry() -> tuple[float, int]:
+    """Particle diameter in pixels of the generated micrographs and their width (the THI export
+    keeps them at their size: EPicker's view only shrinks micrographs wider than 1024 px)."""
+    from harvest.synth import FacilityConfig
+
+    cfg = FacilityConfig()
+    return cfg.diameter_A / cfg.pixel_size, cfg.nx
 
 
 @dataclass
@@ -50,33 +60,36 @@ def build_steps(out: Path, quick: bool) -> list[Step]:
     picks = out / "picks"
     steps = [
         Step("Generate a facility: simulated micrographs, a CryoSPARC and four RELION projects",
-             ["demo-data", str(fac), "--force"]),
+             ["demo-data", str(fac), "--force", "--micrographs", str(DEMO_MICROGRAPHS)]),
         Step("Crawl the facility into the catalog (read-only, incremental)",
              ["crawl", str(fac), "--db", str(db)]),
         Step("Crawl again: nothing changed, nothing is re-read",
              ["crawl", str(fac), "--db", str(db)]),
         Step("List the catalog", ["ls", "--db", str(db)]),
         Step("Show the CryoSPARC project: jobs, stages, counts per micrograph",
-             ["show", "CS-demo", "--db", str(db)]),
+             ["show", "cryoglean demo", "--db", str(db)]),
     ]
     for fmt in TWO_D_FORMATS:
         steps.append(Step(
             f"Export the most curated particles to {fmt}",
-            ["export", fmt, "--db", str(db), "-o", str(exports / fmt), "--project", "CS-demo",
-             "--seed", "0", "--force"],
+            ["export", fmt, "--db", str(db), "-o", str(exports / fmt), "--project",
+             str(fac / "cryosparc" / "CS-cryoglean-demo"), "--seed", "0", "--force"],
         ))
     steps.append(Step(
         "Denoise the validation micrographs with PartiNet's stage 1",
         ["denoise", "--source", str(exports / "thi" / "val" / "images"),
          "--project", str(out / "partinet"), "--num_workers", "2"],
     ))
-    epochs = "2" if quick else "30"
+    epochs = "2" if quick else "40"
+    diameter, width = _geometry()
+    net_width = width // 2  # the network sees micrographs at half size: faster on a CPU
     steps += [
         Step("Train the CenterNet picker briefly on the THI export (CPU)",
              ["train", "centernet", "--data", str(exports / "thi" / "train" / "images"),
               "--label", str(exports / "thi" / "train" / "labels"), "--label_type", "thi",
               "--mode", "particle", "--exp_id", "demo", "--output", str(runs),
-              "--num_epoch", epochs, "--batch_size", "2", "--input_width", "512",
+              "--num_epoch", epochs, "--batch_size", "2", "--input_width", str(net_width),
+              "--particle_size", f"{diameter * net_width / width:.1f}", "--lr", "5e-4",
               "--gpus", "-1", "--seed", "0"]),
         Step("Pick the held-out micrographs",
              ["pick", "centernet", "--data", str(exports / "thi" / "val" / "images"),
@@ -85,7 +98,7 @@ def build_steps(out: Path, quick: bool) -> list[Step]:
         Step("Evaluate the picks against the curated labels",
              ["evaluate", "--picks", str(picks), "--truth",
               str(exports / "thi" / "val" / "labels"), "--picks-format", "thi",
-              "--truth-format", "thi", "--radius-frac", "0.5", "--diameter", "40",
+              "--truth-format", "thi", "--radius-frac", "0.5", "--diameter", f"{diameter:.1f}",
               "--out", str(out / "evaluation")]),
         Step("Write Slurm scripts for this dataset (export -> train -> pick -> evaluate)",
              ["slurm", "pipeline", "centernet", "--profile", "example", "-o",
