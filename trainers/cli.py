@@ -12,7 +12,7 @@ import typing
 
 import click
 
-from trainers.centernet.options import HELP, PickOptions, TrainOptions
+from trainers.centernet.options import HELP, PICK_HELP, PickOptions, TrainOptions
 
 CTX = {"max_content_width": 100, "help_option_names": ["-h", "--help"]}
 _TYPES = {"int": int, "float": float, "str": str}
@@ -37,7 +37,7 @@ def options_from(cls, skip=()):
             if fld.name in skip:
                 continue
             name = f"--{fld.name}"
-            help_ = HELP.get(fld.name, "")
+            help_ = (PICK_HELP if cls is PickOptions else HELP).get(fld.name, "")
             if hints[fld.name] is bool:
                 f = click.option(name, fld.name, is_flag=True, default=False, help=help_)(f)
                 continue

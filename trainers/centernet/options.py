@@ -75,7 +75,6 @@ class PickOptions:
     gpus: str | None = "-1"
     visual: bool = False
     shard: str | None = None
-    batch_size: int = 1
     quiet: bool = False
 
     @classmethod
@@ -158,4 +157,16 @@ HELP = {
     "visual": "Also write <micrograph>.png with the picks drawn as circles.",
     "shard": "K/N: pick only the K-th (0-based) of N chunks of the sorted micrograph list "
     "(Slurm arrays).",
+}
+
+# pick centernet: options whose meaning differs from training
+PICK_HELP = {
+    **HELP,
+    "data": "Folder of micrographs to pick (.mrc/.mrcs, .png/.jpg/.tif).",
+    "load_model": "Checkpoint of a trained run (weights/best.ckpt); it carries the mode, "
+    "input width and particle size.",
+    "output": "Folder for one label file per micrograph (px of the micrograph files).",
+    "gpus": "GPU id to pick on, e.g. 0; -1 = CPU.",
+    "vis_thresh": "Score threshold for picks (0..1); the validation best-F1 threshold of the "
+    "run (val_metrics.json) is a good start.",
 }
