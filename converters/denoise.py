@@ -108,44 +108,11 @@ def _standard_scaler(image: np.ndarray) -> np.ndarray:
     return _transform_inplace(blurred)
 
 
-NLM_H, NLM_TEMPLATE, NLM_SEARCH = 10, 7, 21
-# A pixel's NLM result depends only on pixels within search//2 + template//2 of it, so horizontal
-# stripes with that halo give exactly the whole-image result (a test checks it on random data).
-NLM_HALO = NLM_SEARCH // 2 + NLM_TEMPLATE // 2
-NLM_MIN_STRIPE = 256  # rows; below this the thread start-up costs more than it saves
-
-
-def _nl_means_whole(image: np.ndarray) -> np.ndarray:
-    return cv2.fastNlMeansDenoising(
-        image, None, h=NLM_H, templateWindowSize=NLM_TEMPLATE, searchWindowSize=NLM_SEARCH
-    )
-
-
-def _nl_means(image: np.ndarray, stripes: int = 1) -> np.ndarray:
-    """Step 2: OpenCV's non-local means (exact integer arithmetic).
-
-    OpenCV runs this call on one core here, so the image is cut into ``stripes`` horizontal
-    stripes (each with an ``NLM_HALO``-row margin) denoised in parallel threads (OpenCV releases
-    the GIL); the result is identical to one call on the whole image.
-    """
-    ny = image.shape[0]
-    stripes = max(1, min(int(stripes), ny // NLM_MIN_STRIPE))
-    if stripes == 1:
-        return _nl_means_whole(image)
-    from concurrent.futures import ThreadPoolExecutor
-
-    bounds = np.linspace(0, ny, stripes + 1).astype(int)
-    out = np.empty_like(image)
-
-    def run(i: int) -> None:
-        top, bottom = bounds[i], bounds[i + 1]
-        lo, hi = max(0, top - NLM_HALO), min(ny, bottom + NLM_HALO)
-        part = _nl_means_whole(np.ascontiguousarray(image[lo:hi]))
-        out[top:bottom] = part[top - lo: top - lo + (bottom - top)]
-
-    with ThreadPoolExecutor(stripes) as pool:
-        list(pool.map(run, range(stripes)))
-    return out
+def _nl_means(image: np.ndarray) -> np.ndarray:
+    """Step 2: OpenCV's non-local means (exact integer arithmetic; OpenCV spreads it over its own
+    threads, so it is called once on the whole image: stripes in parallel threads gave the same
+    pixels and no speed-up on 2 cores)."""
+    return cv2.fastNlMeansDenoising(image, None, h=10, templateWindowSize=7, searchWindowSize=21)
 
 
 def _centred_kernel_transform(n: int) -> np.ndarray:
@@ -265,7 +232,7 @@ def denoise_image(
     scaled = _standard_scaler(image)
     del image
     clock.lap("scale")
-    smoothed = _nl_means(scaled, stripes=threads)
+    smoothed = _nl_means(scaled)
     del scaled
     clock.lap("nlm")
     wiener = _wiener(smoothed, threads)

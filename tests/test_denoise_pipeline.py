@@ -207,28 +207,3 @@ def test_output_content_is_displaced_about_minus_three_pixels():
     shifts = np.array(shifts)
     assert np.all(np.abs(shifts + 3.0) < 1.0), shifts
     assert np.all(np.abs(shifts.mean(axis=0) + 3.0) < 0.5), shifts
-
-
-def _nlm_sensitive_image(shape, seed):
-    """Smooth structure + a little noise: NLM averages many similar patches here (on pure
-    noise it changes almost nothing, and any tiling would look exact)."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    f = cv2.GaussianBlur(rng.normal(size=shape).astype(np.float32), (0, 0), 2)
-    img = cv2.normalize(f, None, 0, 255, cv2.NORM_MINMAX).astype(np.int64)
-    return np.clip(img + rng.integers(-6, 7, shape), 0, 255).astype(np.uint8)
-
-
-@pytest.mark.parametrize("shape", [(601, 523), (1030, 300)])
-@pytest.mark.parametrize("stripes", [2, 3])
-def test_striped_nl_means_is_exact(shape, stripes, monkeypatch):
-    """Parallel stripes with the NLM halo give exactly OpenCV's whole-image result, and one row
-    less of halo would not (so the test can fail)."""
-    from converters.denoise import NLM_HALO, _nl_means, _nl_means_whole
-
-    img = _nlm_sensitive_image(shape, sum(shape) + stripes)
-    whole = _nl_means_whole(img)
-    assert np.array_equal(_nl_means(img, stripes=stripes), whole)
-    monkeypatch.setattr(dn, "NLM_HALO", NLM_HALO - 1)
-    assert not np.array_equal(_nl_means(img, stripes=stripes), whole)
