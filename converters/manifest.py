@@ -65,12 +65,20 @@ def catalog_fingerprint(schema_version, last_crawl, sets: list[tuple[int, int]])
     return h.hexdigest()[:16]
 
 
-def new_manifest(fmt: str, command: dict) -> dict:
-    from cryoglean import __version__
+def _cryoglean_version() -> str:
+    """The installed distribution's version (converters/ does not import the CLI package)."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version("cryoglean")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def new_manifest(fmt: str, command: dict) -> dict:
     return {
         "manifest_version": MANIFEST_VERSION,
-        "cryoglean_version": __version__,
+        "cryoglean_version": _cryoglean_version(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "format": fmt,
         "command": command,
