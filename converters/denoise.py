@@ -53,6 +53,8 @@ import mrcfile
 import numpy as np
 import scipy.fft
 
+from converters.shard import parse_shard, shard_items  # noqa: F401 (parse_shard re-exported)
+
 log = logging.getLogger(__name__)
 
 INPUT_SUFFIXES = (".mrc", ".mrcs", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -452,28 +454,9 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def parse_shard(spec: str) -> tuple[int, int]:
-    """``"K/N"`` -> (K, N) with 0 <= K < N (K is 0-based, as ``$SLURM_ARRAY_TASK_ID``)."""
-    parts = str(spec).split("/")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        k, n = int(parts[0]), int(parts[1])
-    except ValueError:
-        raise ValueError(
-            f"--shard {spec!r}: expected K/N with integers, e.g. 0/4 (K is 0-based)"
-        ) from None
-    if n < 1 or not 0 <= k < n:
-        raise ValueError(f"--shard {spec!r}: need N >= 1 and 0 <= K < N (K is 0-based)")
-    return k, n
-
-
 def shard_files(files: Sequence[Path], k: int, n: int) -> list[Path]:
-    """The K-th of N contiguous chunks of ``files`` (sizes differ by at most one, larger first)."""
-    base, extra = divmod(len(files), n)
-    start = k * base + min(k, extra)
-    stop = start + base + (1 if k < extra else 0)
-    return list(files[start:stop])
+    """The K-th of N contiguous chunks of ``files`` (see :mod:`converters.shard`)."""
+    return shard_items(files, k, n)
 
 
 def list_micrographs(source: str | os.PathLike) -> list[Path]:

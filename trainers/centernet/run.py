@@ -170,18 +170,16 @@ def train_centernet(opts: TrainOptions) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_shard(shard: str | None, n: int) -> slice | list[int]:
-    """``K/N`` → indices of the K-th (0-based) of N near-equal contiguous chunks of ``n``."""
+def parse_shard(shard: str | None, n: int) -> list[int]:
+    """``K/N`` → indices of the K-th (0-based) of N contiguous chunks of ``n`` items (the rule
+    of :mod:`converters.shard`, shared with ``cryoglean denoise``); all indices without K/N."""
+    from converters.shard import parse_shard as parse
+    from converters.shard import shard_items
+
     if not shard:
         return list(range(n))
-    try:
-        k, m = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard {shard!r}: expected K/N, e.g. 0/4") from None
-    if not (m >= 1 and 0 <= k < m):
-        raise ValueError(f"--shard {shard!r}: need 0 <= K < N")
-    bounds = np.linspace(0, n, m + 1).round().astype(int)
-    return list(range(bounds[k], bounds[k + 1]))
+    k, m = parse(shard)
+    return shard_items(range(n), k, m)
 
 
 def load_picker(path: str | Path, device: str = "cpu"):
