@@ -44,7 +44,7 @@ def test_help_does_not_import_heavy_modules():
         "import sys\n"
         "from cryoglean.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('torch', 'pytorch_lightning', 'cv2', 'matplotlib') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'pytorch_lightning', 'cv2', 'matplotlib', 'numpy', 'scipy', 'pandas') if m in sys.modules]\n"
         "print('HEAVY=' + ','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

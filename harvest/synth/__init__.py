@@ -30,9 +30,26 @@ Not listed: CryoSPARC J10 ``particles_all_classes`` (repeats the per-class sets)
 (CryoSPARC J11, RELION Class2D/job011) and the running CryoSPARC J12.
 """
 
+import importlib
+
 from harvest.synth.config import FacilityConfig
-from harvest.synth.facility import Facility, load_facility, make_facility
-from harvest.synth.micrographs import SimMicrograph, simulate_micrograph
+
+# The rest is imported on first use (PEP 562), so `cryoglean --help` and `demo-data --help`
+# (which only need the config) do not import numpy/scipy.
+_LAZY = {
+    "Facility": "harvest.synth.facility",
+    "load_facility": "harvest.synth.facility",
+    "make_facility": "harvest.synth.facility",
+    "SimMicrograph": "harvest.synth.micrographs",
+    "simulate_micrograph": "harvest.synth.micrographs",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'harvest.synth' has no attribute {name!r}")
+
 
 __all__ = [
     "Facility",
