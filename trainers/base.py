@@ -134,6 +134,11 @@ class BasePickerTask(pl.LightningModule):
 # ---------------------------------------------------------------------------------------------
 
 
+# Heads a mode does not train (the size head in particle and fiber mode) have no gradient; DDP
+# must be told, or it stops at the first step. Found by running the DDP path on 2 CPU processes.
+DDP_STRATEGY = "ddp_find_unused_parameters_true"
+
+
 def parse_gpus(gpus: str | None) -> dict:
     """``--gpus``: None → the first GPU when one is there, else CPU; ``-1`` → CPU; ``0,1`` →
     those GPUs (DDP when more than one). Returns Trainer keyword arguments."""
@@ -155,8 +160,9 @@ def parse_gpus(gpus: str | None) -> dict:
         return {"accelerator": "cpu", "devices": 1}
     kw = {"accelerator": "gpu", "devices": ids}
     if len(ids) > 1:
-        kw["strategy"] = "ddp"
+        kw["strategy"] = DDP_STRATEGY
     return kw
+
 
 
 # ---------------------------------------------------------------------------------------------
