@@ -104,6 +104,19 @@ def column(picks, name: str, default=None, dtype=np.float64) -> np.ndarray | Non
     return np.full(len(picks), default, dtype=dtype)
 
 
+def sizes_px(picks, size, what: str, option: str = "diameter", noun: str = "diameter") -> np.ndarray:
+    """Per-pick box side / diameter in px: ``size`` (the writer's option) for every pick when
+    given, else the picks' ``diameter`` column, which must then have no gaps."""
+    if size is not None:
+        return np.full(len(picks), float(size))
+    d = column(picks, "diameter")
+    if d is None or np.isnan(d).any():
+        raise ValueError(
+            f"{what} needs a {noun}: give {option}= (px) or a 'diameter' column without gaps"
+        )
+    return d
+
+
 def mic_stem(name: str) -> str:
     """File stem for a micrograph name: basename without a known image extension."""
     base = str(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]

@@ -39,6 +39,7 @@ from ._common import (
     numeric_rows,
     picks_frame,
     read_text,
+    sizes_px,
     write_atomic,
     write_per_micrograph,
 )
@@ -70,14 +71,7 @@ DECIMALS = 6
 
 
 def _box_sizes(picks, boxsize, what: str) -> np.ndarray:
-    d = column(picks, "diameter")
-    if boxsize is not None:
-        return np.full(len(picks), float(boxsize))
-    if d is None or np.isnan(d).any():
-        raise ValueError(
-            f"{what} needs a box size: give boxsize= (px) or a 'diameter' column without gaps"
-        )
-    return d
+    return sizes_px(picks, boxsize, what, option="boxsize", noun="box size")
 
 
 # --- EMAN .box ---------------------------------------------------------------------------------

@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from . import _text
-from ._common import FormatError, check_picks, column, picks_frame, write_per_micrograph
+from ._common import (
+    FormatError,
+    check_picks,
+    column,
+    picks_frame,
+    sizes_px,
+    write_per_micrograph,
+)
 
 CAPABILITIES = frozenset({"2d", "diameter", "per_micrograph", "read", "write"})
 EXTENSIONS = (".csv",)
@@ -61,11 +68,7 @@ def write(picks, dest, diameter=None, overwrite: bool = False, micrographs=None,
     """CSV per micrograph; ``Diameter`` from ``diameter`` (px) or the ``diameter`` column."""
     check_picks(picks, "CryoPPP CSV")
     picks = picks.reset_index(drop=True)
-    d = column(picks, "diameter")
-    if diameter is not None:
-        d = np.full(len(picks), float(diameter))
-    elif d is None or np.isnan(d).any():
-        raise ValueError("CryoPPP CSV needs a diameter: give diameter= (px) or a 'diameter' column")
+    d = sizes_px(picks, diameter, "CryoPPP CSV")
 
     def render(rows):
         i = rows.index.to_numpy()

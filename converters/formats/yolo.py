@@ -29,6 +29,7 @@ from ._common import (
     numeric_rows,
     picks_frame,
     read_text,
+    sizes_px,
     write_atomic,
     write_per_micrograph,
 )
@@ -142,11 +143,7 @@ def write(picks, dest, image_size=None, images=None, diameter=None, class_id=Non
     ``diameter`` column; class = ``class_id`` or the ``class_id`` column or 0."""
     check_picks(picks, "YOLO labels")
     picks = picks.reset_index(drop=True)
-    d = column(picks, "diameter")
-    if diameter is not None:
-        d = np.full(len(picks), float(diameter))
-    elif d is None or np.isnan(d).any():
-        raise ValueError("YOLO labels need a box side: give diameter= (px) or a 'diameter' column")
+    d = sizes_px(picks, diameter, "YOLO labels", noun="box side")
     if class_id is not None:
         cls = np.full(len(picks), float(class_id))
     else:
