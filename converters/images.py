@@ -94,30 +94,47 @@ def output_shape(
     return out
 
 
-def fourier_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resample a 2D image to ``shape = (ny', nx')`` by cropping its spectrum (rfft2, float32).
+def fourier_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resample a 2D image to ``shape = (ny', nx')`` by cropping or zero-padding its spectrum
+    (rfft2, float32).
 
-    Keeps the low frequencies ``-(n'//2) .. (n'-1)//2`` along each axis and rescales by
-    ``(ny' nx') / (ny nx)`` so the mean intensity is unchanged. Only downsampling (or the same
-    size) is supported. Returns float32.
+    Keeps the frequencies ``-(n'//2) .. (n'-1)//2`` both grids share along each axis and rescales
+    by ``(ny' nx') / (ny nx)`` so the mean intensity is unchanged. Sample ``i`` of the output sits
+    at input position ``i · n/n'`` (origin kept), so pixel coordinates scale by ``n'/n`` exactly.
+    Returns float32.
     """
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 2:
-        raise ValueError(f"fourier_crop needs a 2D image, got shape {img.shape}")
+        raise ValueError(f"Fourier resampling needs a 2D image, got shape {img.shape}")
     ny, nx = img.shape
     my, mx = int(shape[0]), int(shape[1])
+    if my < 1 or mx < 1:
+        raise ValueError(f"cannot resample {img.shape} to {(my, mx)}")
     if (my, mx) == (ny, nx):
         return img.copy()
-    if my > ny or mx > nx or my < 1 or mx < 1:
-        raise ValueError(f"cannot Fourier-crop {img.shape} to {(my, mx)}: only downsampling")
     from scipy import fft as sfft  # single-precision FFTs: ~3x numpy's float64 path
 
     spec = sfft.rfft2(img)
-    top = spec[: (my + 1) // 2, : mx // 2 + 1]
-    bottom = spec[ny - my // 2 :, : mx // 2 + 1] if my // 2 else spec[:0, : mx // 2 + 1]
-    cropped = np.concatenate([top, bottom], axis=0)
-    out = sfft.irfft2(cropped, s=(my, mx)) * np.float32((my * mx) / (ny * nx))
-    return out.astype(np.float32, copy=False)
+    out = np.zeros((my, mx // 2 + 1), dtype=spec.dtype)
+    kx = min(nx // 2 + 1, mx // 2 + 1)
+    top = min((ny + 1) // 2, (my + 1) // 2)  # non-negative row frequencies
+    bottom = min(ny // 2, my // 2)  # negative row frequencies
+    out[:top, :kx] = spec[:top, :kx]
+    if bottom:
+        out[my - bottom:, :kx] = spec[ny - bottom:, :kx]
+    res = sfft.irfft2(out, s=(my, mx)) * np.float32((my * mx) / (ny * nx))
+    return res.astype(np.float32, copy=False)
+
+
+def fourier_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """:func:`fourier_resize` restricted to downsampling (or the same size): exports never
+    invent resolution."""
+    ny, nx = np.shape(image)[-2:]
+    if int(shape[0]) > ny or int(shape[1]) > nx:
+        raise ValueError(
+            f"cannot Fourier-crop {tuple(np.shape(image))} to {tuple(shape)}: only downsampling"
+        )
+    return fourier_resize(image, shape)
 
 
 def to_uint8(image: np.ndarray, normalize: str = "percentile") -> np.ndarray:

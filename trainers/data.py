@@ -79,24 +79,11 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def fourier_resize(img: np.ndarray, ny: int, nx: int) -> np.ndarray:
-    """Resample to ``ny × nx`` by cropping (or zero-padding) the centred spectrum.
+    """Resample to ``ny × nx`` by cropping (or zero-padding) the centred spectrum; coordinates
+    scale by ``n'/n`` (the exporter's resampler, :func:`converters.images.fourier_resize`)."""
+    from converters.images import fourier_resize as resize
 
-    Sample ``i`` of the output sits at input position ``i · n/n'`` (origin kept), so pixel
-    coordinates scale by ``n'/n``.
-    """
-    h, w = img.shape
-    if (h, w) == (ny, nx):
-        return img.astype(np.float32, copy=False)
-    f = np.fft.rfft2(img.astype(np.float64))
-    out = np.zeros((ny, nx // 2 + 1), dtype=np.complex128)
-    kx = min(w // 2 + 1, nx // 2 + 1)
-    top = min((h + 1) // 2, (ny + 1) // 2)  # non-negative frequencies (rows)
-    bot = min(h // 2, ny // 2)  # negative frequencies
-    out[:top, :kx] = f[:top, :kx]
-    if bot:
-        out[-bot:, :kx] = f[-bot:, :kx]
-    res = np.fft.irfft2(out, s=(ny, nx)) * (ny * nx) / (h * w)
-    return res.astype(np.float32)
+    return resize(img, (ny, nx))
 
 
 def equalize(img: np.ndarray) -> np.ndarray:
