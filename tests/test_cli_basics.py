@@ -59,13 +59,24 @@ def test_unknown_command_is_one_clear_error():
 
 @pytest.mark.slow
 def test_wheel_ships_slurm_templates(tmp_path):
-    """A non-editable install must find templates/slurm: check what the wheel carries."""
+    """A non-editable install must find templates/slurm: check what the wheel carries.
+
+    Built from a copy under tmp_path: setuptools writes build/ and *.egg-info into the source."""
+    import shutil
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for pkg in ("cryoglean", "harvest", "converters", "trainers", "templates"):
+        shutil.copytree(REPO / pkg, src / pkg,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(REPO)],
+         "-w", str(tmp_path / "dist"), str(src)],
         check=True, capture_output=True,
     )
-    wheel = next(tmp_path.glob("cryoglean-*.whl"))
+    wheel = next((tmp_path / "dist").glob("cryoglean-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     templates = [n for n in names if n.startswith("templates/slurm/") and n.endswith((".j2", ".yaml"))]
     shipped = sorted(p.name for p in (REPO / "templates" / "slurm").iterdir()
