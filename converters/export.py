@@ -186,6 +186,9 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
     with atomic.atomic_directory(out, force=opts.force) as tmp:
         layout = _Layout(fmt, spec, tmp, out, img["images"])
         jobs, image_path = layout.image_jobs(table, img)
+        table["image_rel"] = [
+            str(image_path[m]) if image_path[m] is not None else None for m in table["mic"]
+        ]
         if layout.native and img["images"] != "none":  # a native layout has both splits
             for split in (TRAIN, VAL):
                 (tmp / layout.image_dir(split)).mkdir(parents=True, exist_ok=True)
@@ -574,6 +577,7 @@ def _manifest(fmt, opts, img, catalog_path, fingerprint, sel, table, counts, dro
     for r in table.itertuples():
         mics.append({
             "stem": r.stem, "split": r.split, "project_id": int(r.project_id), "key": r.key,
+            "image": r.image_rel,
             "path": str(r.abs_path), "nx": int(r.nx), "ny": int(r.ny),
             "out_nx": int(r.out_nx), "out_ny": int(r.out_ny),
             "scale_x": float(r.scale_x), "scale_y": float(r.scale_y),

@@ -44,6 +44,9 @@ class FormatSpec:
     reader: str = "read"
     writer: str = "write"
     recursive: bool = False
+    # Side information ``read`` needs besides the file: ``image_size`` = {stem: (nx, ny)} in px
+    # for formats that store normalised coordinates (YOLO).
+    read_needs: frozenset = frozenset()
 
     def _mod(self):
         return import_module(f"converters.formats.{self.module}")
@@ -67,12 +70,14 @@ def _specs() -> tuple[FormatSpec, ...]:
     for modname in _MODULES:
         mod = import_module(f"converters.formats.{modname}")
         recursive = bool(getattr(mod, "RECURSIVE", False))
+        needs = frozenset(getattr(mod, "READ_NEEDS", ()))
         specs.append(FormatSpec(modname, frozenset(mod.CAPABILITIES), tuple(mod.EXTENSIONS),
-                                modname, recursive=recursive))
+                                modname, recursive=recursive, read_needs=needs))
         for name, var in getattr(mod, "VARIANTS", {}).items():
             specs.append(FormatSpec(name, frozenset(var["capabilities"]),
                                     tuple(var["extensions"]), modname, var.get("read", "read"),
-                                    var.get("write", "write"), recursive))
+                                    var.get("write", "write"), recursive,
+                                    frozenset(var.get("read_needs", needs))))
     for spec in specs:
         unknown = spec.capabilities - CAPABILITY_NAMES
         if unknown:

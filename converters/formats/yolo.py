@@ -36,6 +36,8 @@ from ._common import (
 
 CAPABILITIES = frozenset({"2d", "score", "box", "diameter", "per_micrograph", "read", "write"})
 EXTENSIONS = (".txt",)
+# read() needs image_size={stem: (nx, ny)} (or images=DIR) to undo the normalisation
+READ_NEEDS = ("image_size",)
 
 
 def looks_like(lines: list[str]) -> bool:
