@@ -114,14 +114,17 @@ def fourier_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return img.copy()
     from scipy import fft as sfft  # single-precision FFTs: ~3x numpy's float64 path
 
-    spec = sfft.rfft2(img)
-    out = np.zeros((my, mx // 2 + 1), dtype=spec.dtype)
     kx = min(nx // 2 + 1, mx // 2 + 1)
     top = min((ny + 1) // 2, (my + 1) // 2)  # non-negative row frequencies
     bottom = min(ny // 2, my // 2)  # negative row frequencies
-    out[:top, :kx] = spec[:top, :kx]
+    # Separable forward transform: along x first, keep the kx columns the output needs, then
+    # along y on those columns only. rfft2 does the same two passes over every column, so the
+    # kept coefficients are bit-identical (tested) at ~mx/nx of the second pass's cost.
+    spec = sfft.fft(sfft.rfft(img, axis=1)[:, :kx], axis=0)
+    out = np.zeros((my, mx // 2 + 1), dtype=spec.dtype)
+    out[:top, :kx] = spec[:top]
     if bottom:
-        out[my - bottom:, :kx] = spec[ny - bottom:, :kx]
+        out[my - bottom:, :kx] = spec[ny - bottom:]
     res = sfft.irfft2(out, s=(my, mx)) * np.float32((my * mx) / (ny * nx))
     return res.astype(np.float32, copy=False)
 
