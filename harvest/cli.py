@@ -71,7 +71,11 @@ def crawl_command(ctx, roots, db, excludes, wait, as_json, quiet):
               help="Crawl a changed project this long after its last file event.")
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Skip folders whose path or name matches GLOB (fnmatch); repeatable.")
-def watch_command(roots, db, debounce, excludes):
+@click.option("--poll", "poll_interval", type=float, default=None, metavar="SECONDS",
+              help="Poll the tree every SECONDS instead of using inotify: needed on network "
+                   "filesystems (NFS, GPFS, Lustre), where changes made by other hosts raise "
+                   "no inotify event.")
+def watch_command(roots, db, debounce, excludes, poll_interval):
     """Crawl ROOT... once, then re-crawl projects as their files change (until SIGTERM/Ctrl-C).
 
     Exits 0 after a clean shutdown; the project being written when the signal came is finished
@@ -79,7 +83,7 @@ def watch_command(roots, db, debounce, excludes):
     """
     from harvest.watch import watch
 
-    watch(list(roots), db, debounce=debounce, excludes=excludes)
+    watch(list(roots), db, debounce=debounce, excludes=excludes, poll_interval=poll_interval)
 
 
 @click.command("ls", context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,6 +1,9 @@
 """``cryoglean watch``: crawl once, then re-crawl the projects whose files change.
 
-A watchdog observer reports file events under the roots. Each event is mapped to the project
+A watchdog observer reports file events under the roots: inotify by default, or with
+``poll_interval`` (``--poll SECONDS``) watchdog's polling observer, which re-reads the tree's
+stat data every interval. Network filesystems (NFS, GPFS, Lustre) raise no inotify event for
+changes made by other hosts, so a facility's shared storage needs ``--poll``. Each event is mapped to the project
 root it lies in (the longest known root that is a prefix of the path); events outside any known
 project (a new project being created) schedule a full crawl, which discovers it. Events are
 collected until ``debounce`` seconds pass without a new one, then only the touched projects are
@@ -90,11 +93,12 @@ def _handler(pending: _Pending):
 
 def watch(roots: Sequence[str | os.PathLike], db_path: str | os.PathLike,
           debounce: float = 5.0, excludes: Sequence[str] = (), poll: float = 0.2,
-          lock_wait: float = 60.0) -> None:
+          lock_wait: float = 60.0, poll_interval: float | None = None) -> None:
     """Crawl ``roots`` into ``db_path`` and keep crawling changed projects until SIGTERM or
-    SIGINT (then return normally)."""
-    from watchdog.observers import Observer
-
+    SIGINT (then return normally). ``poll`` is how often the loop looks for a quiet batch;
+    ``poll_interval`` (seconds) replaces inotify by a polling observer (network filesystems)."""
+    if poll_interval is not None and not poll_interval > 0:
+        raise ValueError(f"--poll {poll_interval}: the polling interval must be > 0 seconds")
     roots = [os.path.abspath(os.fspath(r)) for r in roots]
     db_abs = os.path.abspath(os.fspath(db_path))
     stop = threading.Event()
@@ -107,7 +111,7 @@ def watch(roots: Sequence[str | os.PathLike], db_path: str | os.PathLike,
     # The catalog may live under a watched root: its own writes (db, -wal, -shm, .lock) are
     # not project changes.
     pending = _Pending(ignore_prefix=db_abs, excludes=excludes)
-    observer = Observer()
+    observer = _observer(poll_interval)
     try:
         handler = _handler(pending)
         for r in roots:
@@ -130,6 +134,17 @@ def watch(roots: Sequence[str | os.PathLike], db_path: str | os.PathLike,
         for s, h in previous.items():
             signal.signal(s, h)
     log.info("watch stopped")
+
+
+def _observer(poll_interval: float | None):
+    if poll_interval is None:
+        from watchdog.observers import Observer
+
+        return Observer()
+    from watchdog.observers.polling import PollingObserver
+
+    log.info("watching by polling the file tree every %g s", poll_interval)
+    return PollingObserver(timeout=poll_interval)
 
 
 def _run(roots, db_path, excludes, pending: _Pending, stop: threading.Event, lock_wait: float,
