@@ -26,10 +26,15 @@ _db_option = click.option(
               help="Skip folders whose path or name matches GLOB (fnmatch); repeatable.")
 @click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="Wait this long for another crawl to release the catalog lock.")
+@click.option("--follow-symlinks", "follow_symlinks", default="within", show_default=True,
+              type=click.Choice(["within", "never", "any"]),
+              help="Folder links discovery enters: 'within' the roots only (a link out of "
+                   "the facility, e.g. to raw movies or to /, is not walked), 'never', or "
+                   "'any'. /proc, /sys and other kernel filesystems are never entered.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no log lines.")
 @click.pass_context
-def crawl_command(ctx, roots, db, excludes, wait, as_json, quiet):
+def crawl_command(ctx, roots, db, excludes, wait, follow_symlinks, as_json, quiet):
     """Find CryoSPARC and RELION projects under ROOT... and harvest them into the catalog.
 
     Incremental: only jobs that are new, changed or finished since the last crawl are parsed
@@ -53,7 +58,8 @@ def crawl_command(ctx, roots, db, excludes, wait, as_json, quiet):
     if quiet:
         logging.getLogger("harvest").setLevel(logging.ERROR)
     try:
-        summary = crawl(list(roots), db, excludes=excludes, progress=not quiet, wait=wait)
+        summary = crawl(list(roots), db, excludes=excludes, progress=not quiet, wait=wait,
+                        follow_symlinks=follow_symlinks)
     except CatalogLocked as exc:
         click.echo(f"Error: {exc}", err=True)
         ctx.exit(EXIT_LOCKED)

@@ -106,6 +106,7 @@ def crawl(
     only: Iterable[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
     scan_workers: int = 4,
+    follow_symlinks: str = "within",
 ) -> CrawlSummary:
     """Crawl ``roots`` into the catalog at ``db_path``; return a :class:`CrawlSummary`.
 
@@ -113,7 +114,8 @@ def crawl(
     bookkeeping, latency-bound on network storage) runs ``scan_workers`` projects ahead in
     threads. Parsers only read, so that is safe; the catalog is touched by this thread only.
 
-    ``only``: crawl just these project roots (``cryoglean watch``), without walking ``roots``.
+    ``follow_symlinks``: which directory links discovery enters (``within`` the roots, ``never``,
+    ``any``; :mod:`harvest.discover`). ``only``: crawl just these project roots (``cryoglean watch``), without walking ``roots``.
     ``should_stop``: checked between projects; a crawl that stops early leaves every project it
     finished committed. Raises :class:`harvest.catalog.CatalogLocked` when another crawl holds
     the lock after ``wait`` seconds.
@@ -124,7 +126,8 @@ def crawl(
     hook = _kill_hook()
     with writer_lock(db_path, wait=wait), Catalog(db_path) as cat:
         if only is None:
-            found = discover(roots, excludes)  # raises for a root that does not exist
+            # raises for a root that does not exist
+            found = discover(roots, excludes, follow_symlinks=follow_symlinks)
             projects, disc_problems = found.projects, found.problems
         else:
             projects, disc_problems = [], []

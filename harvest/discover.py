@@ -13,11 +13,29 @@ may be nested. It survives what real storage holds: unreadable folders (one :cla
 each), symlink loops (each real folder is visited once, by ``(st_dev, st_ino)``), dangling links,
 names that are not UTF-8 (walked as bytes, returned as ``os.fsdecode`` strings), and exclusion
 globs (``fnmatch`` against the full path and against the folder name).
+
+Boundary. The walk stays inside the crawl roots. A folder reached through a symlink is entered
+according to the ``follow_symlinks`` policy (``cryoglean crawl --follow-symlinks``):
+
+* ``within`` (default): only when the link's resolved target lies under one of the roots'
+  resolved paths (a link from one part of the facility to another). A link that leaves the
+  roots (``escape -> /``, a project's ``Movies -> /raw/...``) is not entered; it is logged and
+  listed in :attr:`Discovery.skipped_links`, not recorded as a problem, since links to raw data
+  outside the facility are normal.
+* ``never``: no directory symlink is entered.
+* ``any``: every link is followed (the loop detection still visits each folder once).
+
+Folders reached through links are walked after the folders reached without one, so a project
+reachable both ways is recorded under its real path.
+
+Whatever the policy, folders on kernel and pseudo filesystems (``proc``, ``sysfs``, ``devtmpfs``,
+``cgroup`` … :data:`SPECIAL_FILESYSTEMS`, found in ``/proc/self/mounts``) are never entered.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import re
 import stat
@@ -25,6 +43,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from harvest.records import Problem
+
+log = logging.getLogger(__name__)
 
 CRYOSPARC_MARKER = "project.json"
 RELION_MARKER = "default_pipeline.star"
@@ -42,6 +62,16 @@ RELION_JOB_TYPE_DIRS = frozenset({
 })
 _RELION_SKIP = frozenset({b".Nodes", b".TMP_runfiles", b".relion_lock", b".gui_projectdir"})
 
+SYMLINK_POLICIES = ("within", "never", "any")
+# Kernel and pseudo filesystems: nothing a facility stores, and some (proc) are huge or hang.
+SPECIAL_FILESYSTEMS = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+    "securityfs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "binfmt_misc",
+    "efivarfs", "selinuxfs", "autofs", "rpc_pipefs", "nsfs", "nfsd",
+})
+# Used when /proc/self/mounts cannot be read.
+_SPECIAL_PATHS = (b"/proc", b"/sys", b"/dev")
+
 
 @dataclass(frozen=True)
 class FoundProject:
@@ -55,6 +85,37 @@ class FoundProject:
 class Discovery:
     projects: list[FoundProject] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # (link path, resolved target) of directory links not entered (see the module docstring)
+    skipped_links: list[tuple[str, str]] = field(default_factory=list)
+
+
+def special_devices(mounts: str = "/proc/self/mounts") -> set[int]:
+    """``st_dev`` of every mounted kernel/pseudo filesystem (:data:`SPECIAL_FILESYSTEMS`)."""
+    devs: set[int] = set()
+    paths: list[bytes] = list(_SPECIAL_PATHS)
+    try:
+        with open(mounts, "rb") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2].decode(errors="replace") in SPECIAL_FILESYSTEMS:
+                    # mount points escape spaces etc. as octal (\040)
+                    paths.append(re.sub(rb"\\([0-7]{3})",
+                                        lambda m: bytes([int(m.group(1), 8)]), parts[1]))
+    except OSError:
+        pass
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if p in _SPECIAL_PATHS and not os.path.ismount(p):
+            continue  # a plain folder called /dev in a container image: nothing special
+        devs.add(st.st_dev)
+    return devs
+
+
+def _inside(path: bytes, bounds: Sequence[bytes]) -> bool:
+    return any(path == b or path.startswith(b.rstrip(b"/") + b"/") for b in bounds)
 
 
 def _matches(path: bytes, name: bytes, patterns: Sequence[str]) -> bool:
@@ -120,15 +181,23 @@ def _skip_inside(software: str, path: bytes, name: bytes, entry: os.DirEntry) ->
         return False
 
 
-def discover(roots: Iterable[str | os.PathLike], excludes: Sequence[str] = ()) -> Discovery:
+def discover(roots: Iterable[str | os.PathLike], excludes: Sequence[str] = (),
+             follow_symlinks: str = "within") -> Discovery:
     """Project roots under ``roots`` (each root may itself be a project), sorted by path.
 
     Unreadable folders become :class:`Problem` rows; nothing raises for bad storage except a
-    root that does not exist (FileNotFoundError naming it).
+    root that does not exist (FileNotFoundError naming it) and an unknown ``follow_symlinks``
+    policy (ValueError). The walk stays inside the roots (see the module docstring).
     """
+    if follow_symlinks not in SYMLINK_POLICIES:
+        raise ValueError(f"--follow-symlinks {follow_symlinks!r}: choose one of "
+                         f"{', '.join(SYMLINK_POLICIES)}")
     out = Discovery()
     seen_dirs: set[tuple[int, int]] = set()
     found: dict[str, FoundProject] = {}
+    roots = list(roots)
+    bounds = [os.path.realpath(os.fsencode(os.path.abspath(os.fspath(r)))) for r in roots]
+    special = special_devices()
     for root in roots:
         broot = os.fsencode(os.path.abspath(os.fspath(root)))
         if not os.path.exists(broot):
@@ -141,7 +210,10 @@ def discover(roots: Iterable[str | os.PathLike], excludes: Sequence[str] = ()) -
                 "projects"
             )
         stack = [broot]
-        while stack:
+        links: list[bytes] = []  # folders reached through a link: walked after the real tree
+        while stack or links:
+            if not stack:
+                stack, links = list(reversed(links)), []
             path = stack.pop()
             try:
                 st = os.stat(path)
@@ -152,6 +224,8 @@ def discover(roots: Iterable[str | os.PathLike], excludes: Sequence[str] = ()) -
             if ident in seen_dirs:
                 continue  # symlink loop or a second link to a folder already walked
             seen_dirs.add(ident)
+            if st.st_dev in special:
+                continue  # /proc, /sys, … (reached through a root or a followed link)
             try:
                 with os.scandir(path) as it:
                     entries = {e.name: e for e in it}
@@ -173,11 +247,32 @@ def discover(roots: Iterable[str | os.PathLike], excludes: Sequence[str] = ()) -
                     continue
                 if software is not None and _skip_inside(software, path, name, entry):
                     continue
+                if not _follow(entry, child, follow_symlinks, bounds, out):
+                    continue
                 try:
                     if stat.S_ISDIR(entry.stat(follow_symlinks=True).st_mode):
-                        children.append(child)
+                        # a folder reachable both ways is recorded under its real path
+                        (links if entry.is_symlink() else children).append(child)
                 except OSError:
                     continue
             stack.extend(reversed(children))
     out.projects = sorted(found.values(), key=lambda p: os.fsencode(p.root))
     return out
+
+
+def _follow(entry: os.DirEntry, child: bytes, policy: str, bounds: Sequence[bytes],
+            out: Discovery) -> bool:
+    """Whether to enter the folder ``child`` under the symlink policy (plain folders: yes)."""
+    try:
+        is_link = entry.is_symlink()
+    except OSError:
+        return False
+    if not is_link or policy == "any":
+        return True
+    target = os.path.realpath(child)
+    if policy == "within" and _inside(target, bounds):
+        return True
+    out.skipped_links.append((os.fsdecode(child), os.fsdecode(target)))
+    log.info("not following %s -> %s (%s)", os.fsdecode(child), os.fsdecode(target),
+             "outside the crawl roots" if policy == "within" else "--follow-symlinks never")
+    return False

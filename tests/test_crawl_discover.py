@@ -97,7 +97,10 @@ def test_symlinked_project_is_found_once(tmp_path):
     real = _cs(tmp_path / "store" / "CS-real")
     os.makedirs(tmp_path / "root")
     os.symlink(real, tmp_path / "root" / "linked")
-    d = discover([tmp_path / "root"])
+    os.symlink(real, tmp_path / "root" / "linked-again")
+    # a root made of links to projects stored elsewhere needs --follow-symlinks any
+    assert discover([tmp_path / "root"]).projects == []
+    d = discover([tmp_path / "root"], follow_symlinks="any")
     assert _roots(d) == [(str(tmp_path / "root" / "linked"), "cryosparc")]
 
 
@@ -129,3 +132,82 @@ def test_cli_missing_root_is_fatal(tmp_path, capsys):
     code = main(["crawl", str(tmp_path / "nope"), "--db", str(tmp_path / "c.db"), "--quiet"])
     assert code == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+# --- the boundary: the walk stays inside the roots -------------------------------------------
+
+
+def _boundary_tree(tmp_path):
+    """fac/ with a project, a link inside the facility, and links out of it: to a sibling folder
+    holding a trap project, to /, and to /proc."""
+    fac = tmp_path / "fac"
+    inside = _cs(fac / "lab" / "P1")
+    trap = _cs(tmp_path / "outside" / "trap-project")
+    os.symlink(tmp_path / "outside", fac / "escape")
+    os.symlink("/", fac / "root-link")
+    os.symlink("/proc", fac / "proc-link")
+    os.symlink(fac / "lab", fac / "lab-again")  # inside: a second way to the same folder
+    os.makedirs(fac / "archive")
+    os.symlink(os.path.join("..", "lab"), fac / "archive" / "relative-lab")  # inside, relative
+    return fac, inside, trap
+
+
+def test_links_out_of_the_roots_are_not_walked(tmp_path):
+    fac, inside, trap = _boundary_tree(tmp_path)
+    d = discover([str(fac)])
+    assert _roots(d) == [(inside, "cryosparc")]
+    skipped = dict(d.skipped_links)
+    assert skipped[str(fac / "escape")] == str(tmp_path / "outside")
+    assert skipped[str(fac / "root-link")] == "/"
+    assert str(fac / "proc-link") in skipped
+    assert str(fac / "lab-again") not in skipped  # inside the roots: followed (then deduplicated)
+    assert d.problems == []  # links to raw data outside a facility are normal: no problem rows
+
+
+def test_follow_symlinks_never_and_any(tmp_path):
+    fac, inside, trap = _boundary_tree(tmp_path)
+    os.remove(fac / "root-link")  # 'any' would walk the whole machine through it
+    never = discover([str(fac)], follow_symlinks="never")
+    assert _roots(never) == [(inside, "cryosparc")]
+    assert str(fac / "lab-again") in dict(never.skipped_links)
+    anyway = discover([str(fac)], follow_symlinks="any")
+    assert _roots(anyway) == sorted([(inside, "cryosparc"),
+                                     (str(fac / "escape" / "trap-project"), "cryosparc")])
+    with pytest.raises(ValueError, match="follow-symlinks"):
+        discover([str(fac)], follow_symlinks="sometimes")
+
+
+def test_kernel_filesystems_are_never_entered(tmp_path, monkeypatch):
+    """Even when a link to /proc is followed ('any'), or /proc is a root, nothing is listed."""
+    if not os.path.ismount("/proc"):
+        pytest.skip("/proc is not mounted here")
+    assert os.stat("/proc").st_dev in disc.special_devices()
+    listed = []
+    real_scandir = os.scandir
+
+    def spy(path):
+        listed.append(os.fsdecode(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(disc.os, "scandir", spy)
+    fac = tmp_path / "fac"
+    _cs(fac / "P1")
+    os.symlink("/proc", fac / "proc-link")
+    d = discover([str(fac)], follow_symlinks="any")
+    assert _roots(d) == [(str(fac / "P1"), "cryosparc")]
+    assert not [p for p in listed if "proc-link" in p]
+    listed.clear()
+    assert discover(["/proc"]).projects == []
+    assert listed == []
+
+
+def test_crawl_of_a_facility_with_an_escape_link_stays_inside(tmp_path):
+    """The end-to-end case of the audit: ``fac/escape -> /`` took the crawl through /proc and
+    other users' folders. Now the trap project beside the facility is never opened."""
+    from harvest.crawl import crawl
+
+    fac, inside, trap = _boundary_tree(tmp_path)
+    os.chmod(os.path.join(trap, "project.json"), 0)  # would be a problem row if opened
+    summary = crawl([str(fac)], tmp_path / "c.db", progress=False)
+    assert summary.roots == [inside]
+    os.chmod(os.path.join(trap, "project.json"), 0o644)
