@@ -3,16 +3,28 @@
 An export never leaves a half-written dataset where a trainer could read it, and never replaces an
 existing one unless asked (``force``); with ``force`` the old directory is removed only after the
 new one is complete and renamed into place.
+
+Temporaries are named ``.OUT.tmp-HOST-PID-XXXX`` (the new directory) and ``.OUT.old-HOST-PID-XXXX``
+(the previous one, during a ``force`` swap), so that a killed export can be cleaned up by the
+next one: before it starts, an export into ``OUT`` removes the temporaries of ``OUT`` whose
+process is gone (same host, PID no longer running) and, if it was killed in the middle of a swap
+(``OUT`` missing, its old copy still there), first puts the old copy back. Temporaries of a live
+process, or of another host, are left alone.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class OutputExistsError(FileExistsError):
@@ -20,8 +32,11 @@ class OutputExistsError(FileExistsError):
 
 
 def check_output(out: str | os.PathLike, force: bool = False) -> Path:
-    """Absolute output path; OutputExistsError when it exists without ``force``."""
+    """Absolute output path; OutputExistsError when it exists without ``force``. The
+    temporaries of killed exports into ``out`` are cleaned up first (:func:`clean_stale`)."""
     out = Path(os.path.abspath(out))
+    if out.parent.is_dir():
+        clean_stale(out)
     if out.exists() or out.is_symlink():
         if not force:
             raise OutputExistsError(
@@ -30,6 +45,56 @@ def check_output(out: str | os.PathLike, force: bool = False) -> Path:
         if not out.is_dir() or out.is_symlink():
             raise OutputExistsError(f"{out}: exists and is not a directory; remove it first")
     return out
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def _prefix(out: Path, kind: str) -> str:
+    return f".{out.name}.{kind}-{_host()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def stale_temporaries(out: str | os.PathLike) -> list[Path]:
+    """Temporaries of exports into ``out`` whose process is gone (this host, PID not running)."""
+    out = Path(os.path.abspath(out))
+    pat = re.compile(rf"^\.{re.escape(out.name)}\.(tmp|old)-(.+)-(\d+)-[^-]+$")
+    stale = []
+    try:
+        siblings = list(out.parent.iterdir())
+    except OSError:
+        return []
+    for p in siblings:
+        m = pat.match(p.name)
+        if m and m.group(2) == _host() and not _alive(int(m.group(3))):
+            stale.append(p)
+    return sorted(stale)
+
+
+def clean_stale(out: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of killed exports into ``out`` (see the module docstring);
+    returns what was removed. A swap killed halfway (``out`` gone) gets its old copy back."""
+    out = Path(os.path.abspath(out))
+    stale = stale_temporaries(out)
+    olds = [p for p in stale if ".old-" in p.name]
+    if olds and not (out.exists() or out.is_symlink()):
+        os.rename(olds[-1], out)
+        log.warning("%s: restored from %s, left by an export that was killed", out, olds[-1])
+        stale.remove(olds[-1])
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+        log.warning("removed %s, left by an export that was killed", p)
+    return stale
 
 
 @contextmanager
@@ -42,7 +107,7 @@ def atomic_directory(out: str | os.PathLike, force: bool = False) -> Iterator[Pa
     """
     out = check_output(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(out, "tmp"), dir=out.parent))
     try:
         yield tmp
     except BaseException:
@@ -57,7 +122,7 @@ def atomic_directory(out: str | os.PathLike, force: bool = False) -> Iterator[Pa
     os.chmod(tmp, 0o755)  # mkdtemp makes it 0o700; a dataset is meant to be shared
     old: Path | None = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=_prefix(out, "old"), dir=out.parent))
         os.rmdir(old)
         os.rename(out, old)
     try:
