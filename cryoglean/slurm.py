@@ -161,6 +161,11 @@ def validate_profile(prof: dict[str, Any], where: str = "profile") -> dict[str, 
 _META = re.compile(r"\{#-?\s*cryoglean:\s*(\{.*?\})\s*-?#\}", re.S)
 
 
+# Slurm's default MaxArraySize is 1001 (task ids 0..1000); larger arrays are refused by sbatch.
+MAX_ARRAY_TASKS = 1000
+_NUMBER = re.compile(r"^-?\d+(\.\d*)?([eE][-+]?\d+)?$")
+
+
 def shell_quote(value: Any) -> str:
     """Quote one value for the shell (single quotes; safe for spaces, $(), backticks, newlines)."""
     if isinstance(value, bool):
@@ -168,7 +173,27 @@ def shell_quote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+def quote_value(value: Any) -> str:
+    """:func:`shell_quote` for a value (a path, a name, a number), refusing one that starts with
+    ``-``: quoting does not stop a command from reading ``--help`` or ``-rf`` as an option.
+    Negative numbers pass."""
+    if isinstance(value, (list, tuple, dict)):
+        raise SlurmConfigError(f"value {value!r} is a list or mapping where one value is expected")
+    text = str(value)
+    if text.startswith("-") and not _NUMBER.match(text):
+        raise SlurmConfigError(
+            f"value {text!r} starts with '-', so the command would read it as an option; for a "
+            f"path that really starts with '-', write ./{text}"
+        )
+    return shell_quote(value)
+
+
 def _quote_list(values: Any) -> str:
+    return " ".join(quote_value(v) for v in _as_list(values))
+
+
+def _quote_options(values: Any) -> str:
+    """``extra``: options passed through to the command as given (each item quoted)."""
     return " ".join(shell_quote(v) for v in _as_list(values))
 
 
@@ -207,8 +232,9 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters["q"] = shell_quote
+    env.filters["q"] = quote_value
     env.filters["qlist"] = _quote_list
+    env.filters["qopts"] = _quote_options
     env.filters["aslist"] = _as_list
     env.globals["fail"] = _fail
     env.filters["cron"] = _cron
@@ -232,6 +258,7 @@ def _quote_cron(values: Any) -> str:
     """Quote values for one crontab line: a newline would start a new cron entry and cron turns
     '%' into newlines, so neither is allowed (there is no quoting for them on a cron line)."""
     for value in _as_list(values):
+        quote_value(value)  # no option-like values either
         if "\n" in str(value) or "%" in str(value):
             raise SlurmConfigError(
                 f"value {str(value)!r} contains a newline or '%', which a scrontab line cannot carry; "
@@ -337,9 +364,20 @@ def render(template: str, profile: dict[str, Any], values: dict[str, Any]) -> st
         )
     v = {**info.optional, **values}
     if info.array:
-        shards = int(v.get("shards", 1))
-        if shards < 1:
-            raise SlurmConfigError(f"template {name}: shards must be ≥ 1")
+        raw = v.get("shards", 1)
+        try:
+            shards = int(raw)
+            if isinstance(raw, (bool, float)) or str(raw).strip() != str(shards):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise SlurmConfigError(
+                f"template {name}: shards {raw!r} must be one whole number (--set shards=8)"
+            ) from None
+        if not 1 <= shards <= MAX_ARRAY_TASKS:
+            raise SlurmConfigError(
+                f"template {name}: shards {shards} must be between 1 and {MAX_ARRAY_TASKS} "
+                "(Slurm's default MaxArraySize); give fewer, larger shards"
+            )
         v["shards"] = shards
     try:
         text = _environment().get_template(info.filename).render(p=profile, v=v, t=info)

@@ -140,7 +140,7 @@ def test_scrontab_entry_is_accepted(cluster, tmp_path):
     job = cluster.submit(script, f"--output={tmp_path}/scron-%j.out")
     assert cluster.wait([job]) == {job: "COMPLETED"}
     log = next(tmp_path.glob("scron-*.out")).read_text()
-    assert f"args=crawl {tmp_path / 'a b'} --db" in log
+    assert f"args=crawl --db {tmp_path / 'c.db'} --wait 600 -- {tmp_path / 'a b'}" in log
     if shutil.which("scrontab") is None:
         return
     path = tmp_path / "crawl.scrontab"
