@@ -114,10 +114,7 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
         num_workers=max(1, num_workers), force=force, progress=_progress_enabled(quiet),
         command=command,
     )
-    try:
-        result = export(db, fmt, out, opts)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = export(db, fmt, out, opts)
     click.echo(result.summary())
 
 
@@ -133,8 +130,5 @@ def import_command(fmt, path, db, project, name, scale):
     """Import picks from another picker into the catalog as a picked set."""
     from converters.importer import import_picks
 
-    try:
-        result = import_picks(db, fmt, path, project, name, scale=scale)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = import_picks(db, fmt, path, project, name, scale=scale)
     click.echo(result.summary())

@@ -70,6 +70,10 @@ class SlurmConfigError(ValueError):
     """A profile or a template value is missing or wrong (one clear line)."""
 
 
+class SubmitError(ChildProcessError):
+    """``submit.sh`` (sbatch) failed; an OSError, so the CLI shows it as one line."""
+
+
 def _suggest(name: str, known) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -504,7 +508,8 @@ def submit_pipeline(out_dir) -> list[tuple[str, str]]:
     out = Path(out_dir)
     proc = subprocess.run(["bash", str(out / "submit.sh")], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{out / 'submit.sh'} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise SubmitError(f"{out / 'submit.sh'} failed (exit {proc.returncode}): {last}")
     pairs = []
     for line in (out / "jobids.txt").read_text().splitlines():
         step, job = line.split()

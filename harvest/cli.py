@@ -103,10 +103,7 @@ def show_command(project, db):
     from harvest.show import show_text
 
     with Catalog(db, readonly=True) as cat:
-        try:
-            text = show_text(cat, project)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+        text = show_text(cat, project)
     click.echo(text)
 
 
