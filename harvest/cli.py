@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -105,12 +104,3 @@ def show_command(project, db):
     with Catalog(db, readonly=True) as cat:
         text = show_text(cat, project)
     click.echo(text)
-
-
-def main() -> None:  # pragma: no cover - `python -m harvest.cli crawl ...` for tests
-    cli = click.Group(commands=[crawl_command, watch_command, ls_command, show_command])
-    sys.exit(cli.main(prog_name="harvest"))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
