@@ -74,9 +74,12 @@ def _progress_enabled(quiet: bool) -> bool:
               help="Particle diameter (Å). Default: 0.6 × the extraction box.")
 @click.option("--flip-y", is_flag=True, help="Flip y (y -> ny - y), recorded in the manifest.")
 @click.option("--split-by", type=click.Choice(["micrograph", "project"]), default="micrograph",
-              show_default=True)
-@click.option("--val-fraction", type=float, default=0.2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+              show_default=True,
+              help="Hold out whole micrographs, or whole projects, for validation.")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Fraction of micrographs (or projects) in the validation split; 0: none.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the train/validation split (same seed, same split).")
 @click.option("--images", type=click.Choice(IMAGE_MODES), default=None,
               help="Images to write (default per format: yolo/thi png, topaz mrc, others link).")
 @click.option("--scale", type=float, default=None,
@@ -87,7 +90,8 @@ def _progress_enabled(quiet: bool) -> bool:
               help="8-bit normalisation for png/jpg (default percentile; thi minmax).")
 @click.option("--equalize/--no-equalize", default=None,
               help="Histogram-equalise png/jpg (default: on for thi, EPicker's view).")
-@click.option("--num-workers", type=int, default=1, show_default=True)
+@click.option("--num-workers", type=int, default=1, show_default=True,
+              help="Processes writing images in parallel.")
 @click.option("--force", is_flag=True, help="Replace an existing output (after the new one is "
                                             "complete).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -114,10 +118,7 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
         num_workers=max(1, num_workers), force=force, progress=_progress_enabled(quiet),
         command=command,
     )
-    try:
-        result = export(db, fmt, out, opts)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = export(db, fmt, out, opts)
     click.echo(result.summary())
 
 
@@ -133,8 +134,5 @@ def import_command(fmt, path, db, project, name, scale):
     """Import picks from another picker into the catalog as a picked set."""
     from converters.importer import import_picks
 
-    try:
-        result = import_picks(db, fmt, path, project, name, scale=scale)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = import_picks(db, fmt, path, project, name, scale=scale)
     click.echo(result.summary())

@@ -88,22 +88,16 @@ def denoise_command(
     """
     from converters.denoise import denoise_directory
 
-    verbose = bool((ctx.obj or {}).get("verbose"))
-    try:
-        summary = denoise_directory(
-            source,
-            project,
-            num_workers=num_workers,
-            img_format=img_format,
-            legacy_flip=legacy_flip,
-            shard=shard,
-            progress=not quiet,
-            force=force,
-        )
-    except (OSError, ValueError) as exc:
-        if verbose:
-            raise
-        raise click.ClickException(str(exc)) from None
+    summary = denoise_directory(
+        source,
+        project,
+        num_workers=num_workers,
+        img_format=img_format,
+        legacy_flip=legacy_flip,
+        shard=shard,
+        progress=not quiet,
+        force=force,
+    )
 
     if not quiet:
         done = len(summary.processed)

@@ -1,5 +1,8 @@
 """Choose training labels from the catalog: which particles, on which micrographs, as what.
 
+Long module: it is the rule set below, applied in one pass by :func:`select_labels`, with the
+helpers only that pass uses, so that each rule stated here can be found next to its code.
+
 Rules (each one recorded in the export's manifest)
 
 * **Positives.** By default, per micrograph (a project's micrograph *key*, so the same exposure

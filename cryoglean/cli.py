@@ -4,13 +4,21 @@ Each command lives next to the library code it wraps (``harvest/cli.py``, ``conv
 ``trainers/cli.py``, ``cryoglean/slurm_cli.py``) and is imported only when it is used or when
 ``--help`` lists it, so that ``cryoglean --help`` never imports torch. Command modules import
 only click (and other light modules) at the top; heavy imports happen inside the command body.
+
+Errors are shown here and nowhere else: commands let library exceptions propagate, and
+:func:`user_error` decides what the user sees. Domain errors (``ValueError``, ``OSError`` and
+their subclasses, SQLite's complaints about the catalog file) are one line ``Error: ...`` and
+exit 1; anything else is a bug in cryoglean (a ``KeyError`` is never shown as ``Error: 'nx'``):
+one line asking for a report and exit 70, with the traceback under ``-v``.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import sqlite3
 import sys
+import traceback
 
 import click
 
@@ -33,11 +41,85 @@ COMMANDS: dict[str, str] = {
     "slurm": "cryoglean.slurm_cli:slurm_group",
 }
 
+EX_SOFTWARE = 70  # sysexits.h: internal software error (a bug in cryoglean)
+
+#: SQLite messages that mean the catalog file is the problem (bad input), not the code.
+SQLITE_INPUT_ERRORS = (
+    "file is not a database",
+    "database is locked",
+    "database table is locked",
+    "readonly database",
+    "unable to open database",
+    "database disk image is malformed",
+    "disk i/o error",
+    "database or disk is full",
+)
+
+#: Top-level packages whose missing module is a bug, not a missing optional dependency.
+OWN_PACKAGES = ("cryoglean", "harvest", "converters", "trainers", "templates")
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class InternalError(click.ClickException):
+    """An exception that is a bug in cryoglean: one line that asks for a report, exit 70."""
+
+    exit_code = EX_SOFTWARE
+
+    def __init__(self, exc: BaseException):
+        text = str(exc)
+        super().__init__(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+    def show(self, file=None) -> None:
+        click.echo(
+            f"internal error ({self.format_message()}); please report it with the output of the "
+            "same command run with -v",
+            file=file,
+            err=file is None,
+        )
+
+
+def is_domain_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the input or the environment is wrong (show it as one line),
+    False when it is a bug in cryoglean."""
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc).lower()
+        return any(m in text for m in SQLITE_INPUT_ERRORS)
+    if isinstance(exc, ModuleNotFoundError):  # an optional dependency is not installed
+        return (exc.name or "").split(".")[0] not in OWN_PACKAGES
+    return isinstance(exc, (ValueError, OSError))
+
+
+def user_error(exc: Exception, verbose: bool = False) -> click.ClickException:
+    """The one place where an exception from a command becomes what the user sees.
+
+    ``verbose`` (``-v``) prints the traceback first. Click's own errors pass unchanged.
+    """
+    if isinstance(exc, click.ClickException):
+        return exc
+    if verbose:
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    if not is_domain_error(exc):
+        return InternalError(exc)
+    if isinstance(exc, sqlite3.Error):
+        return click.ClickException(f"SQLite catalog: {exc}")
+    if isinstance(exc, ModuleNotFoundError):
+        return click.ClickException(f"{exc}: this command needs it installed")
+    return click.ClickException(str(exc))
+
+
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use, and whose commands' errors
+    pass through :func:`user_error` (also when a test invokes the group with click's runner)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, EOFError):
+            raise  # click shows these itself (EOFError becomes Abort)
+        except Exception as exc:  # noqa: BLE001 - every other exception is shown in one way
+            verbose = bool((ctx.obj or {}).get("verbose"))
+            raise user_error(exc, verbose) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._load(name, quiet=True) is not None]
@@ -83,23 +165,23 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: library errors become one clear line and a non-zero exit."""
-    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    """Console entry point: runs the CLI and returns its exit code (errors are shown by
+    :func:`user_error`, through click's own display)."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rv = cli.main(args=argv, prog_name="cryoglean", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="cryoglean", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        if verbose:
-            raise
-        click.echo(f"Error: {exc}", err=True)
-        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - raised outside a command (click itself, logging)
+        err = user_error(exc, verbose="-v" in args or "--verbose" in args)
+        err.show()
+        return err.exit_code
     return rv if isinstance(rv, int) else 0
 
 

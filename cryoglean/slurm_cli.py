@@ -9,22 +9,6 @@ import click
 _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _errors(func):
-    """Library errors (bad profile, missing value) become one clear click error."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from cryoglean.slurm import SlurmConfigError
-
-        try:
-            return func(*args, **kwargs)
-        except (SlurmConfigError, FileExistsError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
 @click.group("slurm", context_settings=_CTX)
 def slurm_group() -> None:
     """Write Slurm batch scripts that train and run pickers on a cluster.
@@ -46,7 +30,6 @@ def slurm_group() -> None:
               help="A template value, e.g. --set db=/data/catalog.db; repeat a key for a list.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here (default: stdout).")
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
-@_errors
 def render_command(template, profile_name, profiles_file, sets, output, force):
     """Render TEMPLATE (e.g. train_centernet) for a profile.
 
@@ -72,7 +55,6 @@ def render_command(template, profile_name, profiles_file, sets, output, force):
               help="Directory for the scripts and submit.sh.")
 @click.option("--submit", is_flag=True, help="Submit the chain now (sbatch) and print the job IDs.")
 @click.option("--force", is_flag=True, help="Replace scripts in a non-empty directory.")
-@_errors
 def pipeline_command(name, profile_name, profiles_file, sets, out_dir, submit, force):
     """Write a chain of jobs with dependencies plus a submit.sh that submits it.
 
@@ -113,7 +95,6 @@ def templates_command():
 @click.option("--profiles", "profiles_file", type=click.Path(dir_okay=False, exists=True),
               help="YAML file of named profiles (default: the built-in example profiles).")
 @click.option("--keys", is_flag=True, help="List every profile key with its default and meaning.")
-@_errors
 def profiles_command(profiles_file, keys):
     """List the profiles of a profiles file (or, with --keys, every profile key)."""
     from cryoglean import slurm

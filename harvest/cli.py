@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -113,17 +112,5 @@ def show_command(project, db):
     from harvest.show import show_text
 
     with Catalog(db, readonly=True) as cat:
-        try:
-            text = show_text(cat, project)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+        text = show_text(cat, project)
     click.echo(text)
-
-
-def main() -> None:  # pragma: no cover - `python -m harvest.cli crawl ...` for tests
-    cli = click.Group(commands=[crawl_command, watch_command, ls_command, show_command])
-    sys.exit(cli.main(prog_name="harvest"))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

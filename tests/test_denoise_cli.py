@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from converters import denoise as dn
 from converters.denoise_cli import denoise_command
+from cryoglean.cli import cli
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} - .+$")
 
@@ -34,7 +35,8 @@ def _make_source(root: Path, n: int = 4, shape=(48, 64), bad: bool = False) -> P
 
 
 def _run(*args: str):
-    return CliRunner().invoke(denoise_command, list(args), catch_exceptions=False)
+    # through the cryoglean group: it turns library errors into one line
+    return CliRunner().invoke(cli, ["denoise", *args], catch_exceptions=False)
 
 
 def test_cli_writes_images_and_log(tmp_path):

@@ -339,23 +339,23 @@ def test_import_unmatched_and_yolo(facility, db, tmp_path):
 def test_cli_export_and_import(facility, db, tmp_path):
     import shutil
 
-    from converters.cli import export_command, import_command
+    from cryoglean.cli import cli  # errors become one line in cryoglean.cli, not per command
 
     work = tmp_path / "catalog.db"
     shutil.copy(db, work)
     p = str(facility.projects["relion31"])
     out = tmp_path / "ds"
-    r = CliRunner().invoke(export_command, ["thi", "--db", str(work), "-o", str(out),
-                                            "--project", p, "--images", "none", "-q"])
+    r = CliRunner().invoke(cli, ["export", "thi", "--db", str(work), "-o", str(out),
+                                 "--project", p, "--images", "none", "-q"])
     assert r.exit_code == 0, r.output
     assert "exported thi" in r.output and str(out) in r.output
-    r = CliRunner().invoke(export_command, ["thi", "--db", str(work), "-o", str(out),
-                                            "--project", p])
+    r = CliRunner().invoke(cli, ["export", "thi", "--db", str(work), "-o", str(out),
+                                 "--project", p])
     assert r.exit_code != 0 and "--force" in r.output
-    r = CliRunner().invoke(export_command, ["thl", "--db", str(work), "-o", str(out)])
+    r = CliRunner().invoke(cli, ["export", "thl", "--db", str(work), "-o", str(out)])
     assert r.exit_code == 2 and "thi" in r.output
-    r = CliRunner().invoke(import_command, ["thi", str(out / "train" / "labels"), "--db",
-                                            str(work), "--project", p, "--name", "back"])
+    r = CliRunner().invoke(cli, ["import", "thi", str(out / "train" / "labels"), "--db",
+                                 str(work), "--project", p, "--name", "back"])
     assert r.exit_code == 0, r.output
     assert "imported" in r.output
 

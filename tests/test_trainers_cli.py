@@ -162,8 +162,10 @@ def test_evaluate_cli(tmp_path, monkeypatch):
     assert s["rmse"] == pytest.approx(np.sqrt((1 + 4) / 2))
     for f in ("metrics.json", "per_micrograph.csv", "pr_curve.csv", "pr.png", "f1.png"):
         assert (out / f).is_file()
-    r = CliRunner().invoke(evaluate_command, ["--picks", str(tmp_path / "picks"),
-                                              "--truth", str(tmp_path / "truth")])
+    from cryoglean.cli import cli  # library errors become one line in cryoglean.cli
+
+    r = CliRunner().invoke(cli, ["evaluate", "--picks", str(tmp_path / "picks"),
+                                 "--truth", str(tmp_path / "truth")])
     assert r.exit_code != 0 and "--radius" in r.output
 
 

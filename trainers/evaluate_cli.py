@@ -94,11 +94,8 @@ def evaluate_command(picks_path, truth_path, picks_format, truth_format, radius,
     """
     if radius is not None and (radius_frac is not None or diameter is not None):
         raise click.UsageError("give either --radius or --radius-frac with --diameter, not both")
-    try:
-        res = run_evaluation(picks_path, truth_path, picks_format, truth_format, radius,
-                             radius_frac, diameter, threshold, images, out)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    res = run_evaluation(picks_path, truth_path, picks_format, truth_format, radius,
+                         radius_frac, diameter, threshold, images, out)
     if as_json:
         click.echo(res.to_json())
         return

@@ -1,5 +1,9 @@
 """A generated CryoSPARC project (v4-style job.json, .cs files with CryoSPARC's dtypes).
 
+Long module: one project of twelve jobs, written by one ``_Project`` whose methods share its
+uids, tables and paths and follow the layout below job by job (plus the slot dtype tables);
+split per job they would pass that state around without being any easier to read.
+
 Layout (``DIR/cryosparc/CS-cryoglean-demo/``)::
 
     project.json  workspaces.json  job_manifest.json
