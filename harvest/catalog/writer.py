@@ -182,7 +182,10 @@ class ProjectWriter:
             self.conn.execute("DELETE FROM particles WHERE set_id = ?", (sid,))
             self.conn.execute("DELETE FROM set_counts WHERE set_id = ?", (sid,))
             self.conn.execute("DELETE FROM particle_sets WHERE id = ?", (sid,))
-        self.conn.execute("DELETE FROM files WHERE job_id = ?", (jid,))
+        # project_id too: files is indexed (project_id, job_id); job_id alone scanned the whole
+        # table once per job, which made a first crawl quadratic in the number of jobs
+        self.conn.execute("DELETE FROM files WHERE project_id = ? AND job_id = ?",
+                          (self.project_id, jid))
 
     def _write_files(self, jid: int | None, stamps: Iterable[FileStamp]) -> None:
         self.conn.executemany(
