@@ -1,14 +1,11 @@
-"""Catalog storage with hand-made records: schema, round trips, read filters, imports, the lock
-and the size of a particle row."""
+"""Catalog storage with hand-made records: schema, migrations, round trips, read filters, imports
+and the size of a particle row (the lock: test_catalog_lock.py; the particle codec:
+test_catalog_codec.py)."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
 
 import numpy as np
 import pandas as pd
@@ -18,8 +15,6 @@ from harvest.catalog import (
     COORD_SCALE,
     SCHEMA_VERSION,
     Catalog,
-    CatalogLocked,
-    writer_lock,
 )
 from harvest.records import (
     FileStamp,
@@ -267,59 +262,6 @@ def test_add_external_set(tmp_path):
         assert sid in set(cat.particle_sets()["id"])
 
 
-def test_writer_lock_second_holder(tmp_path):
-    db = tmp_path / "c.db"
-    code = textwrap.dedent(f"""
-        import time
-        from harvest.catalog import writer_lock
-        with writer_lock({str(db)!r}):
-            print("locked", flush=True)
-            time.sleep(30)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=REPO,
-                            text=True)
-    try:
-        assert proc.stdout.readline().strip() == "locked"
-        t0 = time.monotonic()
-        with pytest.raises(CatalogLocked) as info:
-            with writer_lock(db, wait=0.5):
-                pass
-        assert time.monotonic() - t0 >= 0.45
-        assert info.value.pid == proc.pid
-        assert f"pid {proc.pid}" in str(info.value)
-        # the CLI exits 75 naming the holder
-        res = subprocess.run(
-            [sys.executable, "-m", "cryoglean.cli", "crawl", str(tmp_path), "--db", str(db),
-             "--quiet"], cwd=REPO, capture_output=True, text=True)
-        assert res.returncode == 75, res.stderr
-        assert f"pid {proc.pid}" in res.stderr
-    finally:
-        proc.kill()
-        proc.wait()
-    # released: now it can be taken
-    with writer_lock(db):
-        pass
-
-
-def test_writer_lock_waits_for_release(tmp_path):
-    db = tmp_path / "c.db"
-    code = textwrap.dedent(f"""
-        import time
-        from harvest.catalog import writer_lock
-        with writer_lock({str(db)!r}):
-            print("locked", flush=True)
-            time.sleep(1.0)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=REPO,
-                            text=True)
-    try:
-        assert proc.stdout.readline().strip() == "locked"
-        with writer_lock(db, wait=20):
-            pass
-    finally:
-        proc.wait()
-
-
 def test_bytes_per_particle_row(tmp_path):
     """≤ 60 bytes per particle row on 100k CryoSPARC-like rows (random 64-bit uids, shifts,
     scores, classes), key and file overhead included, after VACUUM."""
@@ -391,10 +333,28 @@ def test_particles_of_one_micrograph_use_the_key(tmp_path):
         assert "SEARCH particles USING PRIMARY KEY (set_id=? AND micrograph_id=?)" in plan
 
 
+def test_readers_see_committed_state_while_a_crawl_writes(tmp_path):
+    rng = np.random.default_rng(11)
+    scan, rec, _ = _project(tmp_path, rng, n=50)
+    db = tmp_path / "c.db"
+    with Catalog(db) as writer:
+        _write(writer, scan, rec)
+        reader = Catalog(db, readonly=True)
+        try:
+            with writer.write_project(scan) as w:
+                w.put_job(scan.jobs[0], JobRecord(key="J1", raw_type="x", kind="refine3d",
+                                                  status="completed"))
+                # inside the writer's open transaction the reader still sees the old set
+                assert reader.particle_sets()["count"].tolist() == [50]
+            assert reader.particle_sets().empty
+        finally:
+            reader.close()
+
+
 def test_migrations_apply_in_order(tmp_path, monkeypatch):
     """A later migration (here a made-up version 2 adding a column) is applied once, in order,
     to a catalog at version 1; its rows survive."""
-    import harvest.catalog as catalog_module
+    import harvest.catalog.schema as catalog_module
 
     db = tmp_path / "c.db"
     rng = np.random.default_rng(10)
@@ -417,72 +377,3 @@ def test_migrations_apply_in_order(tmp_path, monkeypatch):
     with Catalog(db) as cat:  # nothing left to apply
         versions = [r[0] for r in cat.conn.execute("SELECT version FROM schema_version")]
         assert versions == list(range(1, SCHEMA_VERSION + 2))
-
-
-def test_readers_see_committed_state_while_a_crawl_writes(tmp_path):
-    rng = np.random.default_rng(11)
-    scan, rec, _ = _project(tmp_path, rng, n=50)
-    db = tmp_path / "c.db"
-    with Catalog(db) as writer:
-        _write(writer, scan, rec)
-        reader = Catalog(db, readonly=True)
-        try:
-            with writer.write_project(scan) as w:
-                w.put_job(scan.jobs[0], JobRecord(key="J1", raw_type="x", kind="refine3d",
-                                                  status="completed"))
-                # inside the writer's open transaction the reader still sees the old set
-                assert reader.particle_sets()["count"].tolist() == [50]
-            assert reader.particle_sets().empty
-        finally:
-            reader.close()
-
-
-def test_particle_encoding_round_trip_property(tmp_path):
-    """Any coordinates within ±2 million px (negative ones, recentring across zero, NaNs),
-    any scores and 64-bit uids come back within the documented quantisation."""
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    from harvest.catalog import _insert_set, _read_set
-
-    coord = st.floats(-2e6, 2e6, allow_nan=False)
-    row = st.tuples(coord, coord, st.floats(-50, 50), st.floats(-50, 50),
-                    st.one_of(st.just(float("nan")), st.floats(-1e6, 1e6)),
-                    st.integers(-1, 1000), st.integers(-(2**63), 2**63 - 1),
-                    st.booleans())
-    cat = Catalog(tmp_path / "h.db")
-    cat.conn.execute("INSERT INTO projects (id, root, software, status) VALUES (1, '/p', 'x', 'ok')")
-    cat.conn.execute("INSERT INTO micrographs (id, project_id, key, path) VALUES (1, 1, 'm', 'm')")
-    cat.conn.execute("INSERT INTO micrographs (id, project_id, key, path) VALUES (2, 1, 'n', 'n')")
-
-    @settings(max_examples=60, deadline=None)
-    @given(st.lists(row, min_size=1, max_size=40, unique_by=lambda r: r[6]))
-    def check(rows):
-        rx, ry, dx, dy, score, cls, uid, other = map(np.array, zip(*rows))
-        df = pd.DataFrame({"micrograph": np.where(other, "n", "m"), "raw_x": rx, "raw_y": ry,
-                           "x": rx + dx, "y": ry + dy, "score": score.astype(float),
-                           "class_id": cls, "uid": uid.astype(np.int64)})
-        cat.conn.execute("BEGIN")
-        try:
-            res = _insert_set(cat.conn, 1, None, ParticleSetRecord("s", "picked", df, "f"),
-                              {"m": 1, "n": 2}, origin="external")
-            scale = cat.conn.execute("SELECT score_scale FROM particle_sets WHERE id = ?",
-                                     (res.set_id,)).fetchone()[0]
-            got = _read_set(cat.conn, res.set_id, scale).sort_values("uid", kind="stable")
-        finally:
-            cat.conn.execute("ROLLBACK")
-        want = df.assign(mid=np.where(other, 2, 1)).sort_values("uid", kind="stable")
-        assert (got["uid"].to_numpy() == want["uid"].to_numpy()).all()
-        assert (got["micrograph_id"].to_numpy() == want["mid"].to_numpy()).all()
-        for c in ("x", "y", "raw_x", "raw_y"):
-            assert np.abs(got[c].to_numpy() - want[c].to_numpy()).max() <= MAX_ERR * 1.001
-        assert (got["class_id"].to_numpy() == want["class_id"].to_numpy()).all()
-        w, g = want["score"].to_numpy(), got["score"].to_numpy()
-        assert (np.isnan(w) == np.isnan(g)).all()
-        ok = ~np.isnan(w)
-        assert (np.abs(g[ok] - w[ok]) <= 0.5 / scale + 1e-6 * np.abs(w[ok])).all()
-
-    try:
-        check()
-    finally:
-        cat.close()

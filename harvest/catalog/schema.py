@@ -1,0 +1,172 @@
+"""The catalog's schema: tables, indexes, the ordered migrations and the schema version.
+
+A catalog records its version in ``schema_version`` (one row per applied migration). Migration
+*i* (1-based, :data:`MIGRATIONS`) brings a catalog from version *i − 1* to *i*; a writer applies
+the missing ones on open (:func:`migrate`), each in its own ``BEGIN IMMEDIATE`` transaction; a
+reader refuses a catalog that is older or newer than :data:`SCHEMA_VERSION`. The particle
+columns' encoding is :mod:`harvest.catalog.codec`'s.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+from harvest.catalog.sqlvalues import utcnow
+
+# Micrograph columns that a crawl fills and merges (besides id, project, key and paths).
+MICROGRAPH_FIELDS: tuple[str, ...] = (
+    "nx", "ny", "nz", "pixel_size", "defocus_u", "defocus_v", "defocus_angle", "ctf_max_res",
+    "ctf_fom", "total_motion", "exposure_uid",
+)
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    """Initial schema."""
+    db["projects"].create(
+        {
+            "id": int, "root": str, "software": str, "version": str, "title": str, "uid": str,
+            "status": str, "first_seen": str, "last_crawl": str,
+        },
+        pk="id", not_null={"root", "software", "status"},
+    )
+    db["projects"].create_index(["root"], unique=True)
+    db["jobs"].create(
+        {
+            "id": int, "project_id": int, "key": str, "raw_type": str, "kind": str, "status": str,
+            "title": str, "created_at": str, "completed_at": str, "harvested": int,
+            "parsed_at": str,
+        },
+        pk="id", not_null={"project_id", "key", "status"},
+        foreign_keys=[("project_id", "projects", "id")],
+    )
+    db["jobs"].create_index(["project_id", "key"], unique=True)
+    db.execute(
+        "CREATE TABLE job_edges (parent_id INTEGER NOT NULL REFERENCES jobs(id), "
+        "child_id INTEGER NOT NULL REFERENCES jobs(id), PRIMARY KEY (parent_id, child_id)) "
+        "WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX idx_job_edges_child ON job_edges(child_id)")
+    db["micrographs"].create(
+        {
+            "id": int, "project_id": int, "key": str, "path": str, "abs_path": str,
+            "nx": int, "ny": int, "nz": int, "pixel_size": float, "defocus_u": float,
+            "defocus_v": float, "defocus_angle": float, "ctf_max_res": float, "ctf_fom": float,
+            "total_motion": float, "exposure_uid": str, "is_tomogram": int,
+        },
+        pk="id", not_null={"project_id", "key", "path"},
+        foreign_keys=[("project_id", "projects", "id")],
+    )
+    db["micrographs"].create_index(["project_id", "path"], unique=True)
+    db["micrographs"].create_index(["project_id", "key"])
+    db["particle_sets"].create(
+        {
+            "id": int, "project_id": int, "job_id": int, "name": str, "stage": str,
+            "class_id": int, "count": int, "box_size": int, "image_pixel_size": float,
+            "voltage": float, "cs": float, "amp_contrast": float, "is_3d": int, "sparse": int,
+            "source_file": str, "fingerprint": str, "score_scale": float, "origin": str,
+        },
+        pk="id", not_null={"project_id", "name", "stage", "count", "origin"},
+        foreign_keys=[("project_id", "projects", "id"), ("job_id", "jobs", "id")],
+    )
+    db["particle_sets"].create_index(["project_id", "stage"])
+    db["particle_sets"].create_index(["job_id"])
+    # Private encoding, see harvest.catalog.codec. No REFERENCES here: checking two parent keys
+    # per row costs 15-20 % of a bulk insert, and both ids come from rows the same transaction
+    # has just written (set_counts, one row per set and micrograph, keeps its foreign keys).
+    db.execute(
+        "CREATE TABLE particles (set_id INTEGER NOT NULL, "
+        "micrograph_id INTEGER NOT NULL, row INTEGER NOT NULL, "
+        "x INTEGER, y INTEGER, dx INTEGER, dy INTEGER, z INTEGER, dz INTEGER, score INTEGER, "
+        "class_id INTEGER, uid INTEGER, PRIMARY KEY (set_id, micrograph_id, row)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE set_counts (set_id INTEGER NOT NULL REFERENCES particle_sets(id), "
+        "micrograph_id INTEGER NOT NULL REFERENCES micrographs(id), count INTEGER NOT NULL, "
+        "PRIMARY KEY (set_id, micrograph_id)) WITHOUT ROWID"
+    )
+    db["files"].create(
+        {
+            "id": int, "project_id": int, "job_id": int, "path": str, "size": int,
+            "mtime_ns": int, "parsed_at": str,
+        },
+        pk="id", not_null={"project_id", "path", "size", "mtime_ns"},
+        foreign_keys=[("project_id", "projects", "id"), ("job_id", "jobs", "id")],
+    )
+    db["files"].create_index(["project_id", "job_id"])
+    db["crawls"].create(
+        {
+            "id": int, "started_at": str, "finished_at": str, "roots": str, "pid": int,
+            "projects": int, "new_jobs": int, "new_particles": int, "problems": int,
+        },
+        pk="id",
+    )
+    db["problems"].create(
+        {"id": int, "crawl_id": int, "project_id": int, "job_key": str, "path": str,
+         "error": str},
+        pk="id", not_null={"path", "error"},
+        foreign_keys=[("crawl_id", "crawls", "id"), ("project_id", "projects", "id")],
+    )
+    db["problems"].create_index(["crawl_id"])
+
+
+# Ordered: migration i (1-based) brings the schema from version i-1 to i. Append, never edit.
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Data tables (everything but crawl bookkeeping), for comparisons of two catalogs.
+DATA_TABLES: tuple[str, ...] = (
+    "projects", "jobs", "job_edges", "micrographs", "particle_sets", "particles", "set_counts",
+    "files", "problems",
+)
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    """The catalog's schema version (0 for an empty file)."""
+    if "schema_version" not in db.table_names():
+        return 0
+    row = db.conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(db: sqlite_utils.Database, path: str, readonly: bool) -> None:
+    """Bring the catalog at ``path`` to :data:`SCHEMA_VERSION` (writable), or check that it is
+    there (``readonly``); ValueError when it is newer than this cryoglean, or older and
+    read-only."""
+    target = SCHEMA_VERSION
+    version = schema_version(db)
+    if version > target:
+        raise ValueError(
+            f"catalog {path} has schema version {version}, newer than this cryoglean "
+            f"understands ({target}); upgrade cryoglean"
+        )
+    if version == target:
+        return
+    if readonly:
+        raise ValueError(
+            f"catalog {path} has schema version {version}, this cryoglean needs "
+            f"{target}; open it once writable (e.g. run a crawl) to migrate"
+        )
+    conn: sqlite3.Connection = db.conn
+    for number in range(version + 1, target + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read inside the lock: another process may have migrated meanwhile.
+            if schema_version(db) >= number:
+                conn.execute("COMMIT")
+                continue
+            if "schema_version" not in db.table_names():
+                db.execute(
+                    "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT)"
+                )
+            MIGRATIONS[number - 1](db)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (number, utcnow()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
