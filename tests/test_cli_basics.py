@@ -83,5 +83,7 @@ def test_wheel_ships_slurm_templates(tmp_path):
                      if p.name.endswith((".j2", ".yaml")))
     assert shipped, "no templates in the checkout"
     assert sorted(Path(n).name for n in templates) == shipped
-    for pkg in ("harvest/", "converters/", "trainers/", "cryoglean/"):
-        assert any(n.startswith(pkg) for n in names), pkg
+    modules = sorted(str(p.relative_to(REPO)) for pkg in ("cryoglean", "harvest", "converters",
+                                                        "trainers", "templates")
+                     for p in (REPO / pkg).rglob("*.py") if "__pycache__" not in p.parts)
+    assert modules and [m for m in modules if m not in set(names)] == []
