@@ -10,8 +10,11 @@ and the selected set ids with their counts), ``schema_version``, ``last_crawl``}
 ``filters`` (limit, dropped count and ids, unknowns passed, per filter),
 ``counts`` {train|val: {micrographs, positives, negatives}}, ``split`` {by, val_fraction,
 seed}, ``images`` {mode, scale, width, normalize, equalize, written, linked, copied},
-``coordinates`` {frame, flip_y, units}, ``negatives`` {requested, written_as},
-``micrographs`` (one entry per exported micrograph: stem, split, project, key, source path,
+``coordinates`` {frame, flip_y, units}, ``side_files`` (paths relative to the export of the
+image lists and configs the format's layout wrote beside its labels), ``negatives``
+{requested, written_as},
+``micrographs`` (one entry per exported micrograph: stem, split, project, key, ``image`` (path
+of the exported image relative to the export, or null when none was written), source path,
 size in and out, scale_x, scale_y, stage, positives, negatives, picked_count,
 sparse_fraction, diameter in Å and exported px, ctf_max_res, total_motion, ctf/motion unknown).
 """
