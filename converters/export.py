@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -179,8 +179,8 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
         results = images.write_images(jobs, opts.num_workers, progress=opts.progress)
         label_files = layout.write_labels(registry, table, pos, neg, image_path)
         counts = _counts(table, pos, neg)
-        man = _manifest(fmt, opts, img, catalog_path, fingerprint, sel, table, counts,
-                        dropped_size, results, layout)
+        man = manifest.export_manifest(fmt, opts, img, catalog_path, fingerprint, sel.record,
+                                       table, counts, dropped_size, results, layout)
         manifest.write_manifest(tmp, man)
     label_files = [out / Path(p).relative_to(tmp) for p in label_files]
     return ExportResult(out_dir=out, format=fmt, counts=counts, manifest=man,
@@ -455,73 +455,3 @@ def _exported(table: pd.DataFrame) -> pd.DataFrame:
         "diameter_px": (pd.to_numeric(table["diameter_px"], errors="coerce")
                         * table["scale_x"]).to_numpy(float),
     })
-
-
-def _manifest(fmt, opts, img, catalog_path, fingerprint, sel, table, counts, dropped_size,
-              results, layout) -> dict:
-    man = manifest.new_manifest(fmt, opts.command or _options_dict(opts))
-    rec = sel.record
-    man["layout"] = "native" if layout.native else "split_dirs"
-    man["catalog"] = {"path": str(Path(catalog_path).resolve()), **fingerprint}
-    man["selection"] = {
-        k: rec.get(k) for k in ("projects", "jobs", "job_ids", "sets", "stages_per_micrograph",
-                                "diameter_rule", "separation_rule", "skipped_unreadable_projects",
-                                "particles_loaded")
-    }
-    man["selection"]["options"] = sel.record.get("options")
-    man["filters"] = {
-        **rec.get("filters", {}),
-        "min_score": {"limit": opts.selection.min_score,
-                      "dropped_particles": rec.get("dropped_by_min_score", 0)},
-        "classes": {"classes": list(opts.selection.classes),
-                    "dropped_particles": rec.get("dropped_by_class", 0)},
-        "deduplication": {"dropped_particles": rec.get("dropped_as_duplicates", 0),
-                          "rule": rec.get("separation_rule"),
-                          "skipped_micrographs": rec.get("not_deduplicated_micrographs", [])},
-        "images": {"dropped": len(dropped_size), "dropped_micrographs": dropped_size},
-    }
-    man["unknown_ctf_or_motion"] = (
-        "micrographs with unknown CTF resolution or motion pass the filters"
-    )
-    man["counts"] = counts
-    man["split"] = {"by": opts.split_by, "val_fraction": opts.val_fraction, "seed": opts.seed}
-    man["images"] = {
-        **{k: img[k] for k in ("images", "scale", "width", "normalize", "equalize")},
-        "mode": img["images"],
-        "written": results.count("write"), "linked": results.count("link"),
-        "copied": results.count("copy"),
-    }
-    man["coordinates"] = {
-        "frame": "pixels of the exported image: x = column, y = row, origin at the first "
-                 "stored pixel (DESIGN.md); x' = x * out_nx / nx, y' = y * out_ny / ny",
-        "flip_y": bool(opts.selection.flip_y),
-        "z": "0 for 2D micrographs" if layout.spec.dims == (3,) else None,
-    }
-    man["side_files"] = [str(p.relative_to(layout.tmp)) for p in layout.side_files]
-    man["negatives"] = {"requested": bool(opts.selection.negatives),
-                        "written_as": layout.negatives_as,
-                        "dropped_near_positives": rec.get("negatives_dropped_near_positives", 0)}
-    mics = []
-    for r in table.itertuples():
-        mics.append({
-            "stem": r.stem, "split": r.split, "project_id": int(r.project_id), "key": r.key,
-            "image": r.image_rel,
-            "path": str(r.abs_path), "nx": int(r.nx), "ny": int(r.ny),
-            "out_nx": int(r.out_nx), "out_ny": int(r.out_ny),
-            "scale_x": float(r.scale_x), "scale_y": float(r.scale_y),
-            "pixel_size": r.pixel_size, "stage": r.stage,
-            "positives": int(r.n_positive), "negatives": int(r.n_negative),
-            "picked_count": r.picked_count, "sparse_fraction": r.sparse_fraction,
-            "diameter_A": r.diameter_A, "diameter_px": r.diameter_px * r.scale_x,
-            "ctf_max_res": r.ctf_max_res, "total_motion": r.total_motion,
-            "ctf_unknown": bool(pd.isna(r.ctf_max_res)),
-            "motion_unknown": bool(pd.isna(r.total_motion)),
-        })
-    man["micrographs"] = mics
-    return man
-
-
-def _options_dict(opts: ExportOptions) -> dict:
-    d = asdict(opts)
-    d.pop("command", None)
-    return d
