@@ -32,6 +32,31 @@ ROUND_TRIP = [n for n in WRITABLE if "read" in registry.get(n).capabilities]
 
 
 # ---------------------------------------------------------------------------------------------
+# declarations
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", registry.names())
+def test_layout_declaration_resolves(fmt):
+    from converters.images import IMAGE_MODES
+
+    spec = registry.get(fmt)
+    lay = spec.layout
+    for split in SPLITS:  # every destination is a concrete relative path per split
+        for p in (lay.image_dir(split), lay.label_path(split), lay.label_path(split, True)):
+            assert not p.is_absolute() and "{" not in str(p), p
+    assert lay.label_path("train") != lay.label_path("val")
+    if lay.negative_class is None:
+        assert lay.label_path("train", True) != lay.label_path("train")
+    assert lay.image_defaults.get("images", "link") in IMAGE_MODES
+    for lst in lay.image_lists:
+        assert callable(spec.function(lst.writer))
+        assert lay.path(lst.path, "train") != lay.path(lst.path, "val")
+    if lay.side_files:
+        assert callable(spec.function(lay.side_files))
+
+
+# ---------------------------------------------------------------------------------------------
 # round trip (no catalog)
 # ---------------------------------------------------------------------------------------------
 
