@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from converters import manifest as _manifest
+from converters.layout import SPLITS, side_information
 
 MICROGRAPH_COLUMNS = (
     "stem", "split", "key", "image", "source", "nx", "ny", "out_nx", "out_ny", "scale_x",
@@ -89,10 +90,35 @@ class ExportDataset:
 
     def labels(self, split: str | None = None, negatives: bool = False) -> pd.DataFrame:
         """Labels read back through the format registry: ``stem, split, x, y`` (+ the format's
-        optional ``score, diameter, class_id, z``), px of the exported images."""
-        from converters.export import read_labels
+        optional ``score, diameter, class_id, z``), px of the exported images.
 
-        return read_labels(self.root, split=split, negatives=negatives)
+        Read from where the format's layout puts them, with the side information its reader
+        needs (``READ_NEEDS``, e.g. image sizes) taken from the manifest. ``negatives=True``
+        reads the negatives (the negative class's rows where the layout makes them a class).
+        ``split``: ``train``, ``val`` or None for both."""
+        from converters import registry
+        from converters.formats._common import mic_stem
+
+        spec = registry.get(self.format)
+        lay = spec.layout
+        mics = self.micrographs()
+        opts = {need: side_information(need, mics) for need in sorted(spec.read_needs)}
+        frames = []
+        for s in ([split] if split else list(SPLITS)):
+            dest = self.root / lay.label_path(s, negative=negatives)
+            if not dest.exists():
+                continue
+            try:
+                df = registry.read_picks(dest, spec.name, **opts)
+            except FileNotFoundError:
+                continue  # a split without micrographs
+            if lay.negative_class is not None and "class_id" in df.columns:
+                df = df[(df["class_id"] == lay.negative_class) == negatives]
+            df = df.assign(stem=[mic_stem(m) for m in df["micrograph"].astype(str)], split=s)
+            frames.append(df)
+        if not frames:
+            return pd.DataFrame(columns=["stem", "split", "x", "y"])
+        return pd.concat(frames, ignore_index=True)
 
     def _image_path(self, m: dict) -> str | None:
         rel = m.get("image")
@@ -103,6 +129,14 @@ class ExportDataset:
         if src and os.path.exists(src) and float(m.get("scale_x", 1.0)) == 1.0:
             return str(src)
         return None
+
+
+def read_labels(out_dir: str | os.PathLike, split: str | None = None,
+                negatives: bool = False) -> pd.DataFrame:
+    """Labels of the export at ``out_dir`` (:meth:`ExportDataset.labels`): DataFrame[stem,
+    split, x, y, ...] in pixels of the exported images (as written; the format's integer
+    rounding included), with the format's optional columns (score, diameter, class_id, z)."""
+    return open_export(out_dir).labels(split=split, negatives=negatives)
 
 
 def open_export(path: str | os.PathLike) -> ExportDataset:

@@ -1,37 +1,30 @@
 """Export selected labels (+ micrograph images) from the catalog as a picker's dataset.
 
-Layouts (HELPERS.md "Export layout")
+Where images, labels, negatives and side files go is the format's declared layout
+(:class:`converters.layout.Layout`, ``registry.get(fmt).layout``; each format module's docstring
+describes its own). The generic layout is ``{train,val}/images/<stem>.<ext>`` and
+``{train,val}/labels/<stem>.<label ext>`` (one file per micrograph; micrographs without picks get
+an empty file where the format writes per micrograph) or ``{train,val}/labels/particles.<ext>``
+for table formats; the manifest (:mod:`converters.manifest`) records what was written and
+:mod:`converters.dataset` reads an export back.
 
-* ``yolo`` (PartiNet/DynamicDet): ``images/{train,val}/<stem>.png``,
-  ``labels/{train,val}/<stem>.txt``, ``train.txt``/``val.txt`` (absolute image paths of the
-  final location), ``cryo_training.yaml``.
-* ``cryolo``: ``train_image/``, ``train_annot/``, ``valid_image/``, ``valid_annot/``,
-  ``config.json`` (anchors = the particle diameter in exported pixels).
-* ``topaz``: ``images/<stem>.mrc`` (all splits), ``particles_{train,val}.txt``,
-  ``images_{train,val}.txt``.
-* every other format: ``{train,val}/images/<stem>.<ext>`` and ``{train,val}/labels/<stem>.<label
-  ext>`` (one file per micrograph; micrographs without picks get an empty file where the format
-  writes per micrograph) or ``{train,val}/labels/particles.<ext>`` for table formats.
+Negatives (``--negatives``) go where the layout says: as a class in the positives' label files,
+or in a parallel destination (``{split}/labels_negative/`` unless the format names another).
 
-Negatives (``--negatives``): YOLO writes them as class 1 in the same label files (``nc: 2``,
-names ``particle``, ``negative``); every other format writes them beside the positives in a
-parallel place: ``{split}/labels_negative/``, crYOLO ``{train,valid}_annot_negative/``, Topaz
-``particles_negative_{train,val}.txt``.
+Images (``--images``; default per format from its layout's ``image_defaults``, else ``link``).
+``--scale S`` Fourier-crops to ``int(n/S)``, ``--width W`` to width W; label coordinates are
+multiplied by the exact size ratio ``n'/n`` of each micrograph (see :mod:`converters.images`).
+A format's default ``width`` is a view that never upsamples smaller micrographs. ``link`` cannot
+rescale. ``none`` writes labels only (scaled as if the images had been written).
 
-Images (``--images``; default per format: yolo ``png``, topaz ``mrc``, thi ``png`` at width
-1024 with min–max and histogram equalisation (EPicker's view, ``--width`` smaller micrographs
-are never upsampled), all others ``link``). ``--scale S`` Fourier-crops to ``int(n/S)``,
-``--width W`` to width W; label coordinates are multiplied by the exact size ratio ``n'/n`` of
-each micrograph (see :mod:`converters.images`). ``link`` cannot rescale. ``none`` writes labels
-only (scaled as if the images had been written).
-
-Box sizes: yolo, cryolo, box, cbox and csv labels carry a box of side = the particle diameter
+Box sizes: formats whose layout ``needs_diameter`` write a box of side = the particle diameter
 (:mod:`converters.select`); where the catalog has no box size (RELION 3.0 tables) they need
-``--diameter``. crYOLO's ``config.json`` anchors are the median diameter in exported pixels.
+``--diameter``. Side information a writer needs (``WRITE_NEEDS``: image sizes for normalised
+coordinates, pixel sizes for Å) comes from the exported micrographs
+(:func:`converters.layout.side_information`).
 
-3D: cetpick (a 3D-only format) from 2D micrographs writes ``z = 0``; tomograms keep their picks'
-z (voxels of the tomogram, which is linked: tomograms take ``--images link|none`` only). copick
-stores Å with ``voxel_spacing`` = the exported pixel size.
+3D: a 3D-only format from 2D micrographs writes ``z = 0``; tomograms keep their picks' z (voxels
+of the tomogram, which is linked: tomograms take ``--images link|none`` only).
 
 The whole export is built in a temporary directory beside ``OUT`` and renamed into place at the
 end (:mod:`converters.atomic`); an existing ``OUT`` is replaced only with ``force``, and only if
@@ -42,29 +35,19 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from converters import atomic, images, manifest
+from converters.dataset import read_labels  # noqa: F401  (public here too: export.read_labels)
+from converters.layout import SideFiles, describe, side_information
 from converters.select import Selection, SelectionOptions, select_labels
 from converters.split import TRAIN, VAL, assign_splits
 
 log = logging.getLogger(__name__)
-
-NATIVE_LAYOUTS = ("yolo", "cryolo", "topaz")
-CLASS_NEGATIVE_FORMATS = ("yolo",)
-NEEDS_DIAMETER = ("yolo", "cryolo", "box", "cbox", "csv")  # label files hold a box size  # formats that carry negatives as class 1
-# Image defaults per format (anything not listed: link the MRC files).
-FORMAT_IMAGE_DEFAULTS: dict[str, dict] = {
-    "yolo": {"images": "png"},
-    "topaz": {"images": "mrc"},
-    "thi": {"images": "png", "width": 1024, "normalize": "minmax", "equalize": True},
-}
-SPLIT_NAMES = {TRAIN: "train", VAL: "val"}
-CRYOLO_DIRS = {TRAIN: ("train_image", "train_annot"), VAL: ("valid_image", "valid_annot")}
 
 
 class ExportError(ValueError):
@@ -123,7 +106,8 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
     opts = options or ExportOptions()
     spec = registry.get(fmt)  # ValueError with suggestions for unknown names
     if "write" not in spec.capabilities:
-        raise ExportError(f"format {fmt!r} cannot be written; writable: {_writable(registry)}")
+        raise ExportError(f"format {fmt!r} cannot be written; writable: "
+                          f"{', '.join(registry.names(capability='write'))}")
     img = _image_settings(fmt, opts)
     out = atomic.check_output(out_dir, opts.force)  # fail before any work
     if out.is_dir() and any(out.iterdir()) and not (out / manifest.MANIFEST_NAME).is_file():
@@ -173,7 +157,7 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
     table["scale_x"] = table["out_nx"] / table["nx"].astype(float)
     table["scale_y"] = table["out_ny"] / table["ny"].astype(float)
 
-    if fmt in NEEDS_DIAMETER and table["diameter_px"].isna().any():
+    if spec.layout.needs_diameter and table["diameter_px"].isna().any():
         missing = table.loc[table["diameter_px"].isna(), "project_id"]
         projects = sorted(int(p) for p in missing.unique())
         raise ExportError(
@@ -184,7 +168,7 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
     neg = _scaled(sel.negatives, table)
 
     with atomic.atomic_directory(out, force=opts.force) as tmp:
-        layout = _Layout(fmt, spec, tmp, out, img["images"])
+        layout = _Writer(spec, tmp, out, img["images"])
         jobs, image_path = layout.image_jobs(table, img)
         table["image_rel"] = [
             str(image_path[m]) if image_path[m] is not None else None for m in table["mic"]
@@ -195,20 +179,19 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
         results = images.write_images(jobs, opts.num_workers, progress=opts.progress)
         label_files = layout.write_labels(registry, table, pos, neg, image_path)
         counts = _counts(table, pos, neg)
-        man = _manifest(fmt, opts, img, catalog_path, fingerprint, sel, table, counts,
-                        dropped_size, results, layout)
+        man = manifest.export_manifest(fmt, opts, img, catalog_path, fingerprint, sel.record,
+                                       table, counts, dropped_size, results, layout)
         manifest.write_manifest(tmp, man)
     label_files = [out / Path(p).relative_to(tmp) for p in label_files]
     return ExportResult(out_dir=out, format=fmt, counts=counts, manifest=man,
                         label_files=label_files)
 
 
-def _writable(registry) -> str:
-    return ", ".join(n for n in registry.names() if "write" in registry.get(n).capabilities)
-
-
 def _image_settings(fmt: str, opts: ExportOptions) -> dict:
-    d = FORMAT_IMAGE_DEFAULTS.get(fmt, {})
+    """Image mode, scale/width and 8-bit conversion: the options, else the format's defaults."""
+    from converters import registry
+
+    d = registry.get(fmt).layout.image_defaults
     mode = opts.images or d.get("images", "link")
     if mode not in images.IMAGE_MODES:
         raise ExportError(f"unknown --images {mode!r}; known: {', '.join(images.IMAGE_MODES)}")
@@ -323,27 +306,22 @@ def _fingerprint(cat, sel: Selection) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Layout:
-    """Where images and labels go for one format (see the module docstring)."""
+class _Writer:
+    """Writes images, labels and side files where the format's layout says (``spec.layout``)."""
 
-    def __init__(self, fmt, spec, tmp: Path, final: Path, mode: str):
-        self.fmt, self.spec, self.tmp, self.final, self.mode = fmt, spec, tmp, final, mode
-        self.native = fmt in NATIVE_LAYOUTS
-        self.table_format = "table" in spec.capabilities and "per_micrograph" not in (
-            spec.capabilities
-        )
-        self.label_ext = spec.extensions[0] if spec.extensions else ""
+    def __init__(self, spec, tmp: Path, final: Path, mode: str):
+        self.spec, self.layout, self.tmp, self.final, self.mode = (
+            spec, spec.layout, tmp, final, mode)
         self.negatives_as = None
+        self.side_files: list[Path] = []
+
+    @property
+    def native(self) -> bool:
+        return self.layout.native
 
     # images -------------------------------------------------------------------------------
     def image_dir(self, split: str) -> Path:
-        if self.fmt == "yolo":
-            return Path("images") / split
-        if self.fmt == "cryolo":
-            return Path(CRYOLO_DIRS[split][0])
-        if self.fmt == "topaz":
-            return Path("images")
-        return Path(split) / "images"
+        return self.layout.image_dir(split)
 
     def image_jobs(self, table: pd.DataFrame, img: dict):
         ext = images.image_extension(self.mode)
@@ -365,54 +343,34 @@ class _Layout:
         return jobs, rel
 
     # labels -------------------------------------------------------------------------------
-    def label_dest(self, split: str, negative: bool = False) -> Path:
-        neg = "_negative" if negative else ""
-        if self.fmt == "yolo":
-            return Path("labels") / split
-        if self.fmt == "cryolo":
-            return Path(CRYOLO_DIRS[split][1] + neg)
-        if self.fmt == "topaz":
-            return Path(f"particles{neg}_{split}{self.label_ext or '.txt'}")
-        base = Path(split) / f"labels{neg}"
-        if self.table_format:
-            return base / f"particles{self.label_ext}"
-        return base
-
-    def negatives_place(self) -> str:
-        """Where negatives go (for the manifest), both splits in one string."""
-        if self.fmt == "cryolo":
-            return "train_annot_negative, valid_annot_negative"
-        if self.fmt == "topaz":
-            return f"particles_negative_{{split}}{self.label_ext or '.txt'}"
-        return str(Path("{split}") / self.label_dest(TRAIN, True).relative_to(TRAIN))
-
     def write_labels(self, registry, table, pos, neg, image_path) -> list[Path]:
         files: list[Path] = []
         with_neg = len(neg) > 0
+        as_class = self.layout.negative_class
         image_ext = images.image_extension(self.mode) or ".mrc"
         for split in (TRAIN, VAL):
             mics = table[table["split"] == split]
-            if mics.empty and self.fmt not in NATIVE_LAYOUTS:
+            if mics.empty and not self.native:
                 continue
             p = pos[pos["split"] == split]
             n = neg[neg["split"] == split] if with_neg else neg
-            if self.fmt in CLASS_NEGATIVE_FORMATS and with_neg:
-                p = pd.concat([p, n.assign(class_id=1)], ignore_index=True)
-                self.negatives_as = "class 1"
+            if as_class is not None and with_neg:
+                p = pd.concat([p, n.assign(class_id=as_class)], ignore_index=True)
                 n = n.iloc[:0]
-            files += self._write_one(registry, mics, p, self.label_dest(split), image_ext)
-            if with_neg and self.fmt not in CLASS_NEGATIVE_FORMATS:
-                self.negatives_as = self.negatives_place()
+            files += self._write_one(registry, mics, p, self.layout.label_path(split), image_ext)
+            if with_neg and as_class is None:
                 files += self._write_one(
-                    registry, mics, n, self.label_dest(split, True), image_ext
+                    registry, mics, n, self.layout.label_path(split, True), image_ext
                 )
-        files += self._write_extras(table, image_path, with_neg)
+        if with_neg:
+            self.negatives_as = self.layout.negatives_place()
+        files += self._write_side_files(table, image_path, with_neg)
         return files
 
-    def _picks_frame(self, mics, picks, image_ext) -> pd.DataFrame:
+    def _picks_frame(self, picks, image_ext) -> pd.DataFrame:
         name = picks["stem"].astype(str)
-        if self.table_format or self.fmt == "topaz":
-            name = name if self.fmt == "topaz" else name + image_ext
+        if self.spec.writes_table and self.layout.micrograph_name == "file":
+            name = name + image_ext
         frame = pd.DataFrame(
             {"micrograph": name.to_numpy(), "x": picks["x"].to_numpy(float),
              "y": picks["y"].to_numpy(float)}
@@ -426,216 +384,74 @@ class _Layout:
         if len(picks) and np.isfinite(z).all() and "3d" in self.spec.capabilities:
             frame["z"] = z  # tomograms: voxels of the (linked) tomogram
         elif "3d" in self.spec.capabilities and "2d" not in self.spec.capabilities:
-            frame["z"] = 0.0  # a 3D-only format (cet_pick) from 2D micrographs: z = 0
+            frame["z"] = 0.0  # a 3D-only format from 2D micrographs: z = 0
         return frame
 
     def _write_one(self, registry, mics, picks, rel_dest: Path, image_ext) -> list[Path]:
-        frame = self._picks_frame(mics, picks, image_ext)
+        frame = self._picks_frame(picks, image_ext)
         dest = self.tmp / rel_dest
-        opts = self._writer_options(mics)
-        if self.table_format or self.fmt == "topaz":
-            dest.parent.mkdir(parents=True, exist_ok=True)
+        opts = self._side_information(mics)
+        if self.spec.writes_table:
+            dest.parent.mkdir(parents=True, exist_ok=True)  # an empty table: header only
         else:
             dest.mkdir(parents=True, exist_ok=True)
             opts["micrographs"] = list(mics["stem"].astype(str))
-        if frame.empty and (self.table_format or self.fmt == "topaz"):
-            # an empty table is still a valid (header-only) file
-            pass
-        if self.fmt == "copick":
-            # copick stores Å: one call per exported pixel size (Å / exported px)
-            spacing = (mics["pixel_size"] / mics["scale_x"]).round(6)
-            if spacing.isna().any():
-                raise ExportError("copick needs the micrographs' pixel size; the catalog has none")
-            written = []
-            for value, grp in mics.groupby(spacing):
-                sub = frame[frame["micrograph"].isin(set(grp["stem"].astype(str)))]
-                written += registry.write_picks(
-                    sub, dest, self.fmt, voxel_spacing=float(value),
-                    micrographs=list(grp["stem"].astype(str)))
-            return [Path(p) for p in written]
-        written = registry.write_picks(frame, dest, self.fmt, **opts)
+        written = registry.write_picks(frame, dest, self.spec.name, **opts)
         return [Path(p) for p in written]
 
-    def _writer_options(self, mics) -> dict:
+    def _side_information(self, mics) -> dict:
+        """What the writer needs besides the picks (``WRITE_NEEDS``), for every micrograph."""
         opts: dict = {}
-        if self.fmt == "yolo":
-            opts["image_size"] = {
-                str(r.stem): (int(r.out_nx), int(r.out_ny)) for r in mics.itertuples()
-            }
+        for need in sorted(self.spec.write_needs):
+            values = side_information(need, _exported(mics))
+            missing = sorted(set(mics["stem"].astype(str)) - set(values))
+            if missing:
+                shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+                raise ExportError(
+                    f"{self.spec.name} labels need {describe(need)} of every micrograph; the "
+                    f"catalog has none for {len(missing)} ({shown}); choose another format"
+                )
+            opts[need] = values
         return opts
 
-    def _write_extras(self, table, image_path, with_neg) -> list[Path]:
-        """Image lists and configs each format reads besides its labels (absolute paths of the
-        final location, as PartiNet writes them)."""
+    def _write_side_files(self, table, image_path, with_neg) -> list[Path]:
+        """Image lists and the format's own side files (absolute paths of the final location,
+        as PartiNet writes them)."""
+        mics = _exported(table).assign(image=[
+            str(self.final / image_path[m]) if image_path[m] else str(src)
+            for m, src in zip(table["mic"], table["abs_path"])
+        ])
         out: list[Path] = []
-
-        def paths(split: str) -> dict[str, str]:
-            rows = table[table["split"] == split]
-            return {
-                str(r.stem): str(self.final / image_path[r.mic]) if image_path[r.mic]
-                else str(r.abs_path)
-                for r in rows.itertuples()
-            }
-
-        if self.fmt == "yolo":
-            from converters.formats import yolo
-
+        for lst in self.layout.image_lists:
+            if lst.needs_images and self.mode == "none":
+                continue
+            writer = self.spec.function(lst.writer)
             for split in (TRAIN, VAL):
-                out.append(yolo.write_image_list(paths(split).values(), self.tmp / f"{split}.txt"))
-            if self.negatives_as == "class 1":
-                # FORMATS' write_dataset_yaml is PartiNet's single-class file; with negatives as
-                # class 1 the same keys carry two classes.
-                p = self.tmp / "cryo_training.yaml"
-                p.write_text(
-                    f"train: {self.final / 'train.txt'}\nval: {self.final / 'val.txt'}\n\n"
-                    "# number of classes\nnc: 2\n\n# class names\n"
-                    "names: [ 'particle', 'negative' ]\n"
-                )
-                out.append(p)
-            else:
-                out.append(yolo.write_dataset_yaml(
-                    self.tmp, self.final / "train.txt", self.final / "val.txt"))
-        elif self.fmt == "cryolo":
-            from converters.formats import cryolo
-
-            diam = table["diameter_px"] * table["scale_x"]
-            if not diam.notna().any():
-                raise ExportError("crYOLO's config needs a particle size; pass --diameter (Å)")
-            out.append(cryolo.write_config(
-                self.tmp / "config.json", int(round(float(np.nanmedian(diam)))),
-                train_image_folder=str(self.final / "train_image"),
-                train_annot_folder=str(self.final / "train_annot"),
-                valid_image_folder=str(self.final / "valid_image"),
-                valid_annot_folder=str(self.final / "valid_annot"),
-            ))
-        elif self.fmt == "topaz":
-            from converters.formats import topaz
-
-            for split in (TRAIN, VAL):
-                out.append(topaz.write_image_list(paths(split), self.tmp / f"images_{split}.txt"))
-        elif self.fmt == "thi" and self.mode != "none":
-            from converters.formats import thi
-
-            for split in (TRAIN, VAL):
-                if (table["split"] == split).any():
-                    out.append(thi.write_file_list(
-                        paths(split).values(), self.tmp / split / "images.thi"))
-        elif self.fmt == "cetpick":
-            from converters.formats import cetpick
-
-            for split in (TRAIN, VAL):
-                if (table["split"] == split).any():
-                    out.append(cetpick.write_image_list(
-                        paths(split), self.tmp / split / "images.txt"))
-        return [Path(p) for p in out]
+                rows = mics[mics["split"] == split]
+                if rows.empty and not lst.every_split:
+                    continue
+                dest = self.tmp / self.layout.path(lst.path, split)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                out.append(writer(dict(zip(rows["stem"].astype(str), rows["image"])), dest))
+        if self.layout.side_files:
+            names = self.layout.class_names
+            classes = names[:2] if with_neg and self.layout.negative_class is not None else names[:1]
+            ctx = SideFiles(tmp=self.tmp, final=self.final, layout=self.layout,
+                            micrographs=mics, class_names=tuple(classes))
+            out += self.spec.function(self.layout.side_files)(ctx)
+        self.side_files = [Path(p) for p in out]
+        return self.side_files
 
 
-def _manifest(fmt, opts, img, catalog_path, fingerprint, sel, table, counts, dropped_size,
-              results, layout) -> dict:
-    man = manifest.new_manifest(fmt, opts.command or _options_dict(opts))
-    rec = sel.record
-    man["layout"] = "native" if layout.native else "split_dirs"
-    man["catalog"] = {"path": str(Path(catalog_path).resolve()), **fingerprint}
-    man["selection"] = {
-        k: rec.get(k) for k in ("projects", "jobs", "job_ids", "sets", "stages_per_micrograph",
-                                "diameter_rule", "separation_rule", "skipped_unreadable_projects",
-                                "particles_loaded")
-    }
-    man["selection"]["options"] = sel.record.get("options")
-    man["filters"] = {
-        **rec.get("filters", {}),
-        "min_score": {"limit": opts.selection.min_score,
-                      "dropped_particles": rec.get("dropped_by_min_score", 0)},
-        "classes": {"classes": list(opts.selection.classes),
-                    "dropped_particles": rec.get("dropped_by_class", 0)},
-        "deduplication": {"dropped_particles": rec.get("dropped_as_duplicates", 0),
-                          "rule": rec.get("separation_rule"),
-                          "skipped_micrographs": rec.get("not_deduplicated_micrographs", [])},
-        "images": {"dropped": len(dropped_size), "dropped_micrographs": dropped_size},
-    }
-    man["unknown_ctf_or_motion"] = (
-        "micrographs with unknown CTF resolution or motion pass the filters"
-    )
-    man["counts"] = counts
-    man["split"] = {"by": opts.split_by, "val_fraction": opts.val_fraction, "seed": opts.seed}
-    man["images"] = {
-        **{k: img[k] for k in ("images", "scale", "width", "normalize", "equalize")},
-        "mode": img["images"],
-        "written": results.count("write"), "linked": results.count("link"),
-        "copied": results.count("copy"),
-    }
-    man["coordinates"] = {
-        "frame": "pixels of the exported image: x = column, y = row, origin at the first "
-                 "stored pixel (DESIGN.md); x' = x * out_nx / nx, y' = y * out_ny / ny",
-        "flip_y": bool(opts.selection.flip_y),
-        "z": "0 for 2D micrographs" if fmt == "cetpick" else None,
-    }
-    man["negatives"] = {"requested": bool(opts.selection.negatives),
-                        "written_as": layout.negatives_as,
-                        "dropped_near_positives": rec.get("negatives_dropped_near_positives", 0)}
-    mics = []
-    for r in table.itertuples():
-        mics.append({
-            "stem": r.stem, "split": r.split, "project_id": int(r.project_id), "key": r.key,
-            "image": r.image_rel,
-            "path": str(r.abs_path), "nx": int(r.nx), "ny": int(r.ny),
-            "out_nx": int(r.out_nx), "out_ny": int(r.out_ny),
-            "scale_x": float(r.scale_x), "scale_y": float(r.scale_y),
-            "pixel_size": r.pixel_size, "stage": r.stage,
-            "positives": int(r.n_positive), "negatives": int(r.n_negative),
-            "picked_count": r.picked_count, "sparse_fraction": r.sparse_fraction,
-            "diameter_A": r.diameter_A, "diameter_px": r.diameter_px * r.scale_x,
-            "ctf_max_res": r.ctf_max_res, "total_motion": r.total_motion,
-            "ctf_unknown": bool(pd.isna(r.ctf_max_res)),
-            "motion_unknown": bool(pd.isna(r.total_motion)),
-        })
-    man["micrographs"] = mics
-    return man
-
-
-def _options_dict(opts: ExportOptions) -> dict:
-    d = asdict(opts)
-    d.pop("command", None)
-    return d
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading an export back
-# ---------------------------------------------------------------------------------------------
-
-
-def read_labels(out_dir, split: str | None = None, negatives: bool = False) -> pd.DataFrame:
-    """Labels of a cryoglean export read back with the format registry.
-
-    Returns DataFrame[stem, split, x, y, ...] in pixels of the exported images (as written; the
-    format's integer rounding included), with the format's optional columns (score, diameter,
-    class_id, z). ``negatives=True`` reads the negatives (class 1 rows for YOLO). ``split``:
-    ``train``, ``val`` or None for both.
-    """
-    from converters import registry
-    from converters.formats._common import mic_stem
-
-    out = Path(out_dir)
-    man = manifest.read_manifest(out)
-    fmt = man["format"]
-    spec = registry.get(fmt)
-    layout = _Layout(fmt, spec, out, out, man["images"]["mode"])
-    sizes = {m["stem"]: (m["out_nx"], m["out_ny"]) for m in man["micrographs"]}
-    frames = []
-    for s in ([split] if split else [TRAIN, VAL]):
-        neg_here = negatives and fmt not in CLASS_NEGATIVE_FORMATS
-        dest = out / layout.label_dest(s, negative=neg_here)
-        if not dest.exists():
-            continue
-        opts = {"image_size": sizes} if fmt == "yolo" else {}
-        try:
-            df = registry.read_picks(dest, fmt, **opts)
-        except FileNotFoundError:
-            continue  # a split without micrographs
-        if fmt in CLASS_NEGATIVE_FORMATS and "class_id" in df.columns:
-            df = df[(df["class_id"] == 1) == negatives]
-        df = df.assign(stem=[mic_stem(m) for m in df["micrograph"].astype(str)], split=s)
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=["stem", "split", "x", "y"])
-    return pd.concat(frames, ignore_index=True)
+def _exported(table: pd.DataFrame) -> pd.DataFrame:
+    """The export's micrograph table as the layout hooks and side information see it: ``stem``,
+    ``split``, ``out_nx``, ``out_ny``, ``pixel_size``, ``scale_x``, ``diameter_px`` (exported
+    px)."""
+    return pd.DataFrame({
+        "stem": table["stem"].astype(str).to_numpy(), "split": table["split"].to_numpy(),
+        "out_nx": table["out_nx"].to_numpy(), "out_ny": table["out_ny"].to_numpy(),
+        "pixel_size": pd.to_numeric(table["pixel_size"], errors="coerce").to_numpy(float),
+        "scale_x": table["scale_x"].to_numpy(float),
+        "diameter_px": (pd.to_numeric(table["diameter_px"], errors="coerce")
+                        * table["scale_x"]).to_numpy(float),
+    })

@@ -9,8 +9,9 @@ unmatched names and nothing is stored.
 
 Coordinates are taken as pixels of the project's micrographs (DESIGN.md frame). Picks made on
 downsampled images are brought back with ``scale`` (coordinates × scale, like ``topaz convert
--x``). YOLO labels are normalised: they are multiplied by each micrograph's ``nx``, ``ny`` from
-the catalog, so they need no scale.
+-x``). Side information a format's reader needs (``READ_NEEDS``; e.g. the image size that
+normalised coordinates are multiplied by) is taken from the project's micrographs in the
+catalog (their ``nx``, ``ny``), so such picks need no scale.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from converters.layout import side_information
 from harvest.conventions import micrograph_key
 
 
@@ -76,13 +78,12 @@ def import_picks(db, fmt: str, path, project, name: str, scale: float | None = N
         mics = cat.micrographs(project_ids=[pid])
         keys = set(mics["key"].astype(str))
         opts = dict(read_options)
-        if fmt == "yolo":
-            sizes = {
-                str(k): (int(nx), int(ny))
-                for k, nx, ny in zip(mics["key"], mics["nx"], mics["ny"])
-                if pd.notna(nx) and pd.notna(ny)
-            }
-            opts.setdefault("image_size", _SizeByKey(sizes, pid))
+        known = pd.DataFrame({  # the catalog's micrographs as side information sees them
+            "stem": mics["key"].astype(str), "out_nx": mics["nx"], "out_ny": mics["ny"],
+            "pixel_size": mics["pixel_size"], "scale_x": 1.0,
+        })
+        for need in sorted(spec.read_needs - set(opts)):
+            opts[need] = _ByKey(side_information(need, known), pid)
         picks = registry.read_picks(path, fmt, **opts)
         if picks.empty:
             raise ValueError(f"{path}: no picks found to import")
@@ -113,9 +114,9 @@ def import_picks(db, fmt: str, path, project, name: str, scale: float | None = N
                         particles=len(frame), micrographs=int(frame["micrograph"].nunique()))
 
 
-class _SizeByKey(dict):
-    """``{micrograph name: (width, height)}`` that also answers for names whose key (or
-    export stem) is a catalog key, for readers of normalised formats (YOLO)."""
+class _ByKey(dict):
+    """``{catalog key: value}`` of side information that also answers for micrograph names
+    whose key (or export stem) is a catalog key."""
 
     def __init__(self, sizes: dict, project_id: int):
         super().__init__(sizes)

@@ -10,8 +10,11 @@ and the selected set ids with their counts), ``schema_version``, ``last_crawl``}
 ``filters`` (limit, dropped count and ids, unknowns passed, per filter),
 ``counts`` {train|val: {micrographs, positives, negatives}}, ``split`` {by, val_fraction,
 seed}, ``images`` {mode, scale, width, normalize, equalize, written, linked, copied},
-``coordinates`` {frame, flip_y, units}, ``negatives`` {requested, written_as},
-``micrographs`` (one entry per exported micrograph: stem, split, project, key, source path,
+``coordinates`` {frame, flip_y, units}, ``side_files`` (paths relative to the export of the
+image lists and configs the format's layout wrote beside its labels), ``negatives``
+{requested, written_as},
+``micrographs`` (one entry per exported micrograph: stem, split, project, key, ``image`` (path
+of the exported image relative to the export, or null when none was written), source path,
 size in and out, scale_x, scale_y, stage, positives, negatives, picked_count,
 sparse_fraction, diameter in Å and exported px, ctf_max_res, total_motion, ctf/motion unknown).
 """
@@ -22,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -83,6 +87,80 @@ def new_manifest(fmt: str, command: dict) -> dict:
         "format": fmt,
         "command": command,
     }
+
+
+def export_manifest(fmt, opts, img, catalog_path, fingerprint, rec, table, counts, dropped_size,
+                    results, layout) -> dict:
+    """The manifest of an export (see the module docstring): ``opts`` the export's options,
+    ``img`` its image settings, ``rec`` the selection's record, ``table`` its micrographs,
+    ``results`` the image writes, ``layout`` the writer of the format's layout."""
+    import pandas as pd
+
+    man = new_manifest(fmt, opts.command or _options_dict(opts))
+    man["layout"] = "native" if layout.native else "split_dirs"
+    man["catalog"] = {"path": str(Path(catalog_path).resolve()), **fingerprint}
+    man["selection"] = {
+        k: rec.get(k) for k in ("projects", "jobs", "job_ids", "sets", "stages_per_micrograph",
+                                "diameter_rule", "separation_rule", "skipped_unreadable_projects",
+                                "particles_loaded")
+    }
+    man["selection"]["options"] = rec.get("options")
+    man["filters"] = {
+        **rec.get("filters", {}),
+        "min_score": {"limit": opts.selection.min_score,
+                      "dropped_particles": rec.get("dropped_by_min_score", 0)},
+        "classes": {"classes": list(opts.selection.classes),
+                    "dropped_particles": rec.get("dropped_by_class", 0)},
+        "deduplication": {"dropped_particles": rec.get("dropped_as_duplicates", 0),
+                          "rule": rec.get("separation_rule"),
+                          "skipped_micrographs": rec.get("not_deduplicated_micrographs", [])},
+        "images": {"dropped": len(dropped_size), "dropped_micrographs": dropped_size},
+    }
+    man["unknown_ctf_or_motion"] = (
+        "micrographs with unknown CTF resolution or motion pass the filters"
+    )
+    man["counts"] = counts
+    man["split"] = {"by": opts.split_by, "val_fraction": opts.val_fraction, "seed": opts.seed}
+    man["images"] = {
+        **{k: img[k] for k in ("images", "scale", "width", "normalize", "equalize")},
+        "mode": img["images"],
+        "written": results.count("write"), "linked": results.count("link"),
+        "copied": results.count("copy"),
+    }
+    man["coordinates"] = {
+        "frame": "pixels of the exported image: x = column, y = row, origin at the first "
+                 "stored pixel (DESIGN.md); x' = x * out_nx / nx, y' = y * out_ny / ny",
+        "flip_y": bool(opts.selection.flip_y),
+        "z": "0 for 2D micrographs" if layout.spec.dims == (3,) else None,
+    }
+    man["side_files"] = [str(p.relative_to(layout.tmp)) for p in layout.side_files]
+    man["negatives"] = {"requested": bool(opts.selection.negatives),
+                        "written_as": layout.negatives_as,
+                        "dropped_near_positives": rec.get("negatives_dropped_near_positives", 0)}
+    mics = []
+    for r in table.itertuples():
+        mics.append({
+            "stem": r.stem, "split": r.split, "project_id": int(r.project_id), "key": r.key,
+            "image": r.image_rel,
+            "path": str(r.abs_path), "nx": int(r.nx), "ny": int(r.ny),
+            "out_nx": int(r.out_nx), "out_ny": int(r.out_ny),
+            "scale_x": float(r.scale_x), "scale_y": float(r.scale_y),
+            "pixel_size": r.pixel_size, "stage": r.stage,
+            "positives": int(r.n_positive), "negatives": int(r.n_negative),
+            "picked_count": r.picked_count, "sparse_fraction": r.sparse_fraction,
+            "diameter_A": r.diameter_A, "diameter_px": r.diameter_px * r.scale_x,
+            "ctf_max_res": r.ctf_max_res, "total_motion": r.total_motion,
+            "ctf_unknown": bool(pd.isna(r.ctf_max_res)),
+            "motion_unknown": bool(pd.isna(r.total_motion)),
+        })
+    man["micrographs"] = mics
+    return man
+
+
+def _options_dict(opts) -> dict:
+    d = asdict(opts)
+    d.pop("command", None)
+    return d
 
 
 def write_manifest(directory: str | os.PathLike, manifest: dict) -> Path:

@@ -7,6 +7,12 @@ capabilities, extensions, reader and writer attribute names), e.g. ``cryolo`` al
 ``box`` and ``cbox``. ``_MODULES`` below is the only list of formats; the CLI's choices come from
 :func:`names`. Modules are imported on first use.
 
+Each module also declares how an export of it is laid out (``LAYOUT``, a
+:class:`converters.layout.Layout`; a variant's ``"layout"``) and the side information its files
+need besides the picks (``READ_NEEDS``, ``WRITE_NEEDS``: names of
+:data:`converters.layout.SIDE_INFORMATION`). Adding a format is one module plus one entry in
+``_MODULES``; the export, import, dataset API and demo take everything from :class:`FormatSpec`.
+
 The picks frame: ``micrograph`` (str, as the format stores it; for per-micrograph files the
 label file's stem), ``x``, ``y`` (float64 px, particle centres, ``mrcfile`` array frame: x =
 column, y = row, origin at the first stored pixel), optional ``z``, ``score``, ``diameter`` (px),
@@ -16,10 +22,12 @@ column, y = row, origin at the first stored pixel), optional ``z``, ``score``, `
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import import_module
 from pathlib import Path
+
+from converters.layout import SIDE_INFORMATION, Layout
 
 # The only list of format modules (converters/formats/<name>.py).
 _MODULES: tuple[str, ...] = (
@@ -35,7 +43,8 @@ CAPABILITY_NAMES = frozenset(
 
 @dataclass(frozen=True)
 class FormatSpec:
-    """One format: its name, capabilities, file extensions and read/write functions."""
+    """One format: its name, capabilities, file extensions, read/write functions and the layout
+    of its exports."""
 
     name: str
     capabilities: frozenset
@@ -44,12 +53,28 @@ class FormatSpec:
     reader: str = "read"
     writer: str = "write"
     recursive: bool = False
-    # Side information ``read`` needs besides the file: ``image_size`` = {stem: (nx, ny)} in px
-    # for formats that store normalised coordinates (YOLO).
+    # Side information ``read`` needs besides the file (names of layout.SIDE_INFORMATION):
+    # ``image_size`` = {stem: (nx, ny)} in px for formats that store normalised coordinates.
     read_needs: frozenset = frozenset()
+    # Side information ``write`` needs besides the picks (``voxel_spacing`` = {stem: Å/px}).
+    write_needs: frozenset = frozenset()
+    layout: Layout = field(default_factory=Layout)
 
     def _mod(self):
         return import_module(f"converters.formats.{self.module}")
+
+    def function(self, name: str):
+        """A function of the format's module (a layout hook or image-list writer)."""
+        fn = getattr(self._mod(), name, None)
+        if not callable(fn):
+            raise RuntimeError(f"format {self.name!r}: module {self.module} has no function "
+                               f"{name!r} that its layout names")
+        return fn
+
+    @property
+    def writes_table(self) -> bool:
+        """Labels are one table file (not one file per micrograph)."""
+        return "table" in self.capabilities and "per_micrograph" not in self.capabilities
 
     def read(self, path, **opts):
         """Picks frame of one file of this format."""
@@ -71,25 +96,44 @@ def _specs() -> tuple[FormatSpec, ...]:
         mod = import_module(f"converters.formats.{modname}")
         recursive = bool(getattr(mod, "RECURSIVE", False))
         needs = frozenset(getattr(mod, "READ_NEEDS", ()))
-        specs.append(FormatSpec(modname, frozenset(mod.CAPABILITIES), tuple(mod.EXTENSIONS),
-                                modname, recursive=recursive, read_needs=needs))
+        wneeds = frozenset(getattr(mod, "WRITE_NEEDS", ()))
+        specs.append(_with_layout(FormatSpec(
+            modname, frozenset(mod.CAPABILITIES), tuple(mod.EXTENSIONS), modname,
+            recursive=recursive, read_needs=needs, write_needs=wneeds),
+            getattr(mod, "LAYOUT", None)))
         for name, var in getattr(mod, "VARIANTS", {}).items():
-            specs.append(FormatSpec(name, frozenset(var["capabilities"]),
-                                    tuple(var["extensions"]), modname, var.get("read", "read"),
-                                    var.get("write", "write"), recursive,
-                                    frozenset(var.get("read_needs", needs))))
+            specs.append(_with_layout(FormatSpec(
+                name, frozenset(var["capabilities"]), tuple(var["extensions"]), modname,
+                var.get("read", "read"), var.get("write", "write"), recursive,
+                frozenset(var.get("read_needs", needs)),
+                frozenset(var.get("write_needs", wneeds))), var.get("layout")))
     for spec in specs:
         unknown = spec.capabilities - CAPABILITY_NAMES
         if unknown:
             raise RuntimeError(f"format {spec.name!r} declares unknown capabilities {unknown}")
+        needs = (spec.read_needs | spec.write_needs) - set(SIDE_INFORMATION)
+        if needs:
+            raise RuntimeError(f"format {spec.name!r} needs unknown side information {needs}")
     return tuple(specs)
 
 
-def names(dim: int | None = None) -> list[str]:
-    """Sorted format names (all, or those that hold ``dim``-dimensional picks: 2 or 3)."""
+def _with_layout(spec: FormatSpec, layout: Layout | None) -> FormatSpec:
+    """``spec`` with its declared layout (the default one when none), defaults filled in."""
+    ext = spec.extensions[0] if spec.extensions else ""
+    return replace(spec, layout=(layout or Layout()).resolved(spec.writes_table, ext))
+
+
+def names(dim: int | None = None, capability: str | None = None) -> list[str]:
+    """Sorted format names: all, or those that hold ``dim``-dimensional picks (2 or 3) and/or
+    have ``capability`` (``read``, ``write``, ...)."""
     if dim not in (None, 2, 3):
         raise ValueError(f"dim must be 2, 3 or None, got {dim!r}")
-    return sorted(s.name for s in _specs() if dim is None or f"{dim}d" in s.capabilities)
+    if capability is not None and capability not in CAPABILITY_NAMES:
+        raise ValueError(f"unknown capability {capability!r}; known: "
+                         f"{', '.join(sorted(CAPABILITY_NAMES))}")
+    return sorted(s.name for s in _specs()
+                  if (dim is None or f"{dim}d" in s.capabilities)
+                  and (capability is None or capability in s.capabilities))
 
 
 def get(name: str) -> FormatSpec:

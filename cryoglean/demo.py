@@ -15,9 +15,15 @@ from pathlib import Path
 
 import click
 
-# Formats exported by the demo: every 2D format of the registry (tomogram formats need tomograms).
-TWO_D_FORMATS = ("yolo", "cryolo", "topaz", "thi", "star", "box", "csv")
 DEMO_MICROGRAPHS = 12  # 10 to train on, 2 held out (the export's default 20% split)
+
+
+def two_d_formats() -> list[str]:
+    """Formats exported by the demo: every writable 2D format of the registry (tomogram-only
+    formats need tomograms)."""
+    from converters import registry
+
+    return registry.names(2, "write")
 
 
 def _geometry() -> tuple[float, int]:
@@ -69,7 +75,7 @@ def build_steps(out: Path, quick: bool) -> list[Step]:
         Step("Show the CryoSPARC project: jobs, stages, counts per micrograph",
              ["show", "cryoglean demo", "--db", str(db)]),
     ]
-    for fmt in TWO_D_FORMATS:
+    for fmt in two_d_formats():
         steps.append(Step(
             f"Export the most curated particles to {fmt}",
             ["export", fmt, "--db", str(db), "-o", str(exports / fmt), "--project",

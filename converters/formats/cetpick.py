@@ -13,6 +13,10 @@ three IMOD ``model2point`` columns (c0, c1, c2) map to x, y, z (``xzy``: x=c0, z
 ``xyz``: x=c0, y=c1, z=c2; ``zxy``: x=c1, z=c0, y=c2); see :func:`axes_from_columns`. The
 tables themselves always hold x, y, z under their own header names (voxels of the tomogram,
 x = column, y = row, z = section of the ``mrcfile`` array).
+
+Export layout (``LAYOUT``): ``{train,val}/images/<stem>.mrc`` (linked tomograms),
+``{train,val}/labels/particles.txt`` (one table; ``z = 0`` for 2D micrographs), negatives in
+``{train,val}/labels_negative/particles.txt``, and the image list ``{train,val}/images.txt``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from converters.layout import ImageList, Layout
 
 from . import _text
 from ._common import (
@@ -35,6 +41,10 @@ from ._common import (
 CAPABILITIES = frozenset({"3d", "score", "table", "read", "write"})
 EXTENSIONS = (".txt",)
 ORDERS = ("xzy", "xyz", "zxy")
+LAYOUT = Layout(
+    micrograph_name="stem",
+    image_lists=(ImageList("{split}/images.txt", "write_image_list", every_split=False),),
+)
 
 
 def looks_like(lines: list[str]) -> bool:

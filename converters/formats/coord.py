@@ -4,17 +4,23 @@ One file per micrograph, one particle per line, whitespace-separated; EPicker re
 columns as ``int(float())`` x, y in pixels of the micrograph (x = column, y = row of the
 ``mrcfile`` array). Written as ``x<TAB>y`` integers (rounded half to even), plus the diameter as
 a third column when the frame has one; a third column is read back as ``diameter``.
+
+Export layout (``LAYOUT``, the generic one): ``{train,val}/images/<stem>.mrc`` (linked),
+``{train,val}/labels/<stem>.coord``, negatives in ``{train,val}/labels_negative/``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from converters.layout import Layout
+
 from . import _text
 from ._common import check_picks, column, numeric_rows, picks_frame, read_text, write_per_micrograph
 
 CAPABILITIES = frozenset({"2d", "per_micrograph", "read", "write"})
 EXTENSIONS = (".coord",)
+LAYOUT = Layout()
 
 
 def read(path, **_):

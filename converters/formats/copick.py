@@ -11,14 +11,22 @@ Writing into directory ``dest`` follows copick's overlay layout:
 ``dest/<run>/Picks/<user>_<session>_<object>.json`` (``dest`` = the ``ExperimentRuns`` folder);
 a ``dest`` ending in ``.json`` is written as that one file (one run). Reading converts Å back to
 voxels with the file's ``voxel_spacing`` (or ``voxel_spacing=`` to override).
+
+Export layout (``LAYOUT``): ``{train,val}/images/<stem>.mrc`` (linked) and
+``{train,val}/labels/<run>/Picks/cryoglean_0_particle.json``; each run stores Å with
+``voxel_spacing`` = its exported pixel size (``WRITE_NEEDS``), so micrographs of several pixel
+sizes export together.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from converters.layout import Layout
 
 from ._common import (
     FormatError,
@@ -34,6 +42,8 @@ from ._common import (
 CAPABILITIES = frozenset({"3d", "score", "per_micrograph", "read", "write"})
 EXTENSIONS = (".json",)
 RECURSIVE = True  # runs keep their picks in <run>/Picks/
+WRITE_NEEDS = ("voxel_spacing",)  # Å per voxel of each run, to store Å locations
+LAYOUT = Layout()
 _IDENTITY = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0],
              [0.0, 0.0, 0.0, 1.0]]
 
@@ -70,6 +80,19 @@ def read(path, voxel_spacing=None, **_):
                        score=None if np.isnan(score).all() else score)
 
 
+def _spacing(voxel_spacing, name: str) -> float:
+    """The voxel spacing of run ``name``: the number, or its entry in a mapping (by name or
+    stem)."""
+    value = voxel_spacing
+    if isinstance(voxel_spacing, Mapping):
+        value = voxel_spacing.get(name, voxel_spacing.get(mic_stem(name)))
+        if value is None:
+            raise ValueError(f"copick picks: no voxel_spacing for run {name!r}")
+    if float(value) <= 0:
+        raise ValueError("copick picks need voxel_spacing= (Å per voxel) to store Å locations")
+    return float(value)
+
+
 def _check_name(value: str, what: str) -> str:
     value = str(value)
     if not value or "_" in value:
@@ -80,12 +103,11 @@ def _check_name(value: str, what: str) -> str:
 def write(picks, dest, voxel_spacing=None, object_name: str = "particle",
           user_id: str = "cryoglean", session_id: str = "0", trust_orientation: bool = False,
           overwrite: bool = False, **_):
-    """copick picks JSON per run; ``voxel_spacing`` (Å per voxel of the pivot's coordinates) is
-    required. Missing scores are 1.0."""
+    """copick picks JSON per run; ``voxel_spacing`` (Å per voxel of the pivot's coordinates,
+    one number or a mapping run name/stem -> number) is required. Missing scores are 1.0."""
     check_picks(picks, "copick picks", ("micrograph", "x", "y", "z"))
-    if voxel_spacing is None or float(voxel_spacing) <= 0:
+    if voxel_spacing is None:
         raise ValueError("copick picks need voxel_spacing= (Å per voxel) to store Å locations")
-    spacing = float(voxel_spacing)
     obj = _check_name(object_name, "object name")
     user = _check_name(user_id, "user id")
     session = _check_name(session_id, "session id")
@@ -96,11 +118,14 @@ def write(picks, dest, voxel_spacing=None, object_name: str = "particle",
     if single and len(names) > 1:
         raise ValueError(f"{dest}: one copick file holds one run; give a directory")
     targets = [dest] if single else [dest / mic_stem(n) / "Picks" / fname for n in names]
+    spacings = [_spacing(voxel_spacing, n) for n in names]
     check_targets(targets, overwrite)
-    loc = np.stack([column(picks, c) for c in "xyz"], axis=1) * spacing
+    loc = np.stack([column(picks, c) for c in "xyz"], axis=1)
     score = column(picks, "score", 1.0)
     for i, (name, target) in enumerate(zip(names, targets)):
         rows = order[starts[i] : starts[i + 1]]
+        spacing = spacings[i]
+        loc[rows] *= spacing
         points = [
             {
                 "location": {"x": float(loc[r, 0]), "y": float(loc[r, 1]), "z": float(loc[r, 2])},

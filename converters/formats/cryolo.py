@@ -19,6 +19,12 @@ Three registry entries live here:
 
 crYOLO's per-micrograph STAR output (``_rlnCoordinateX/Y`` centres) is the ``star`` format's
 ``coords`` flavour.
+
+Export layout of ``cryolo`` (``LAYOUT``): ``train_image/``, ``train_annot/``, ``valid_image/``,
+``valid_annot/`` (linked micrographs and ``.box`` files), negatives in
+``{train,valid}_annot_negative/``, and ``config.json`` whose anchors are the median particle
+diameter in exported pixels (:func:`write_side_files`). ``box`` and ``cbox`` exports use the
+generic ``{train,val}/images``, ``{train,val}/labels`` layout. All three need a diameter.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from converters.layout import Layout, SideFiles
 
 from . import _text
 from ._common import (
@@ -46,12 +54,22 @@ from ._common import (
 
 CAPABILITIES = frozenset({"2d", "box", "diameter", "per_micrograph", "read", "write"})
 EXTENSIONS = (".box",)
+LAYOUT = Layout(
+    images="{split}_image",
+    labels="{split}_annot",
+    negatives="{split}_annot_negative",
+    split_dirs={"train": "train", "val": "valid"},
+    native=True,
+    needs_diameter=True,
+    side_files="write_side_files",
+)
 VARIANTS = {
     "box": {
         "capabilities": frozenset({"2d", "box", "diameter", "per_micrograph", "read", "write"}),
         "extensions": (".box",),
         "read": "read_box",
         "write": "write_box",
+        "layout": Layout(needs_diameter=True),
     },
     "cbox": {
         "capabilities": frozenset(
@@ -60,6 +78,7 @@ VARIANTS = {
         "extensions": (".cbox",),
         "read": "read_cbox",
         "write": "write_cbox",
+        "layout": Layout(needs_diameter=True),
     },
 }
 _NA_TOKENS = ("<NA>", "None", "nan", "NaN", "NA")
@@ -308,6 +327,22 @@ def write_config(path, boxsize, train_image_folder, train_annot_folder, valid_im
         else:
             section[key] = value
     return write_atomic(Path(path), json.dumps(config, indent=4) + "\n", overwrite=overwrite)
+
+
+def write_side_files(ctx: SideFiles) -> list[Path]:
+    """The export's ``config.json``: anchors = the median particle diameter in exported px,
+    folders = the final locations of the export's image and annotation folders."""
+    diam = ctx.micrographs["diameter_px"].to_numpy(float)
+    if not np.isfinite(diam).any():
+        raise ValueError("crYOLO's config needs a particle size; pass --diameter (Å)")
+    lay = ctx.layout
+    return [write_config(
+        ctx.dest("config.json"), int(round(float(np.nanmedian(diam)))),
+        train_image_folder=str(ctx.final_path(lay.images, "train")),
+        train_annot_folder=str(ctx.final_path(lay.labels, "train")),
+        valid_image_folder=str(ctx.final_path(lay.images, "val")),
+        valid_annot_folder=str(ctx.final_path(lay.labels, "val")),
+    )]
 
 
 # --- crYOLO per-micrograph STAR (centres) ------------------------------------------------------

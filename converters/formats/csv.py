@@ -3,6 +3,10 @@ one file per micrograph, header ``X-Coordinate,Y-Coordinate,Diameter``, integer 
 the micrograph (x = column, y = row of the ``mrcfile`` array) and the particle diameter in
 pixels. Extra columns are read through (a ``Confidence``/``Score`` column becomes ``score``,
 others keep their names).
+
+Export layout (``LAYOUT``, the generic one): ``{train,val}/images/<stem>.mrc`` (linked),
+``{train,val}/labels/<stem>.csv``, negatives in ``{train,val}/labels_negative/``. Labels need a
+diameter.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from converters.layout import Layout
 
 from . import _text
 from ._common import (
@@ -24,6 +30,7 @@ from ._common import (
 CAPABILITIES = frozenset({"2d", "diameter", "per_micrograph", "read", "write"})
 EXTENSIONS = (".csv",)
 HEADER = ("X-Coordinate", "Y-Coordinate", "Diameter")
+LAYOUT = Layout(needs_diameter=True)
 _SCORE_NAMES = ("confidence", "score", "probability")
 
 

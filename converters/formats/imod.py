@@ -6,6 +6,10 @@ Coordinates are written as the pivot holds them (voxels, x = column, y = row, z 
 ``mrcfile`` array). Whether model2point's numbers are 0- or 1-based with a half-voxel offset is
 not verified (formats.md §13), so no offset is applied either way. Three columns are read as
 x y z; ``order=`` (cet_pick's xzy/xyz/zxy) maps them otherwise.
+
+Export layout (``LAYOUT``, the generic one): ``{train,val}/images/<stem>.mrc`` (linked
+tomograms), ``{train,val}/labels/<stem>.txt`` (``z = 0`` for 2D micrographs), negatives in
+``{train,val}/labels_negative/``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from converters.layout import Layout
 
 from . import _text
 from ._common import (
@@ -27,6 +33,7 @@ from ._common import (
 
 CAPABILITIES = frozenset({"3d", "per_micrograph", "read", "write"})
 EXTENSIONS = (".txt", ".coords")
+LAYOUT = Layout()
 
 
 def looks_like(lines: list[str]) -> bool:

@@ -249,3 +249,12 @@ def _write_partinet(picks, dest, overwrite, diameter=None, image_ext=".mrc", **_
     body = _text.render_bytes(cols, len(picks))
     return write_atomic(target, [head, body], overwrite=overwrite)
 
+
+
+# --- export layout -----------------------------------------------------------------------------
+# An export writes the ``coords`` flavour, one STAR per micrograph: ``{train,val}/images/
+# <stem>.mrc`` (linked), ``{train,val}/labels/<stem>.star``, negatives in
+# ``{train,val}/labels_negative/`` (the generic layout of converters.layout).
+from converters.layout import Layout  # noqa: E402  (kept apart from the reader/writer above)
+
+LAYOUT = Layout()

@@ -14,11 +14,19 @@ of the ``mrcfile`` array), written as integers (rounded half to even here; EPick
 Readers (EPicker's and this one) skip every line starting with ``[``.
 The micrograph list (``--data`` as a ``.thi`` list, ``merge_results.thi``) is
 :func:`write_file_list` / :func:`read_file_list`.
+
+Export layout (``LAYOUT``): ``{train,val}/images/<stem>.png``, by default EPicker's view (width
+1024, smaller micrographs never upsampled, min–max normalised, histogram-equalised),
+``{train,val}/labels/<stem>.thi``, negatives in ``{train,val}/labels_negative/``, and the
+micrograph list ``{train,val}/images.thi`` when images were written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+from converters.layout import ImageList, Layout
 
 from . import _text
 from ._common import (
@@ -42,6 +50,11 @@ HEADERS = {
     "fiber": "[Helix Coordinates: X Y Group Value]",
 }
 MODES = ("particle", "vesicle", "fiber")
+LAYOUT = Layout(
+    image_defaults={"images": "png", "width": 1024, "normalize": "minmax", "equalize": True},
+    image_lists=(ImageList("{split}/images.thi", "write_file_list", every_split=False,
+                           needs_images=True),),
+)
 
 
 def read(path, **_):
@@ -114,7 +127,9 @@ def write(picks, dest, mode: str | None = None, overwrite: bool = False, microgr
 def write_file_list(paths, dest, overwrite: bool = False) -> Path:
     """Micrograph list for EPicker's ``--data``: a single-line ``[...]`` header (EPicker skips
     lines starting with ``[``; a multi-line header would be read as paths), then one path per
-    line."""
+    line. ``paths``: a list of paths or a mapping name -> path."""
+    if isinstance(paths, Mapping):
+        paths = paths.values()
     lines = ["[Micrograph Path]"] + [str(p) for p in paths]
     for p in lines[1:]:
         if not p or p.startswith("[") or "\n" in p:

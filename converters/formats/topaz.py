@@ -8,6 +8,11 @@ Scaling: Topaz trains on images down-scaled by ``topaz preprocess -s S``; its co
 ``topaz/commands/convert.py``). ``write(..., scale=S)`` does exactly that; ``read`` returns the
 coordinates as written (pixels of the images they refer to) and ``read(..., scale=S)`` multiplies
 them back by S.
+
+Export layout (``LAYOUT``): ``images/<stem>.mrc`` (all splits in one folder; MRC by default),
+``particles_{train,val}.txt`` (``image_name`` = the stem), negatives in
+``particles_negative_{train,val}.txt``, and the image lists ``images_{train,val}.txt`` for
+``--train-images``/``--test-images``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from converters.layout import ImageList, Layout
 
 from . import _text
 from ._common import (
@@ -30,6 +37,15 @@ from ._common import (
 CAPABILITIES = frozenset({"2d", "score", "table", "read", "write"})
 EXTENSIONS = (".txt", ".tab")
 HEADER = ("image_name", "x_coord", "y_coord")
+LAYOUT = Layout(
+    images="images",
+    labels="particles_{split}.txt",
+    negatives="particles_negative_{split}.txt",
+    native=True,
+    image_defaults={"images": "mrc"},
+    micrograph_name="stem",
+    image_lists=(ImageList("images_{split}.txt", "write_image_list"),),
+)
 
 
 def looks_like(lines: list[str]) -> bool:

@@ -8,6 +8,11 @@ refer to (= the ``mrcfile`` array frame; PartiNet writes the denoised PNG withou
 
 Normalising needs the image size: ``image_size=(nx, ny)`` for all images, a mapping
 micrograph -> (nx, ny), or ``images=DIR`` to read it from ``DIR/<stem>.{mrc,png,jpg,...}``.
+
+Export layout (PartiNet/DynamicDet, ``LAYOUT``): ``images/{train,val}/<stem>.png`` (PNG by
+default), ``labels/{train,val}/<stem>.txt``, ``train.txt``/``val.txt`` (absolute image paths of
+the final location) and ``cryo_training.yaml`` (:func:`write_side_files`). Negatives are class 1
+in the same label files (``nc: 2``, names ``particle``, ``negative``). Labels need a diameter.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from converters.layout import ImageList, Layout, SideFiles
 
 from . import _text
 from ._common import (
@@ -36,8 +43,21 @@ from ._common import (
 
 CAPABILITIES = frozenset({"2d", "score", "box", "diameter", "per_micrograph", "read", "write"})
 EXTENSIONS = (".txt",)
-# read() needs image_size={stem: (nx, ny)} (or images=DIR) to undo the normalisation
+# read() needs image_size={stem: (nx, ny)} (or images=DIR) to undo the normalisation, write()
+# to normalise
 READ_NEEDS = ("image_size",)
+WRITE_NEEDS = ("image_size",)
+IMAGE_LIST = "{split}.txt"
+LAYOUT = Layout(
+    images="images/{split}",
+    labels="labels/{split}",
+    negative_class=1,
+    native=True,
+    needs_diameter=True,
+    image_defaults={"images": "png"},
+    image_lists=(ImageList(IMAGE_LIST, "write_image_list"),),
+    side_files="write_side_files",
+)
 
 
 def looks_like(lines: list[str]) -> bool:
@@ -178,22 +198,36 @@ def write(picks, dest, image_size=None, images=None, diameter=None, class_id=Non
 
 
 def write_image_list(paths, dest, overwrite: bool = False) -> Path:
-    """``train.txt``/``val.txt``: one image path per line (PartiNet writes absolute paths)."""
+    """``train.txt``/``val.txt``: one image path per line (PartiNet writes absolute paths);
+    ``paths`` is a list of paths or a mapping name -> path."""
+    if isinstance(paths, Mapping):
+        paths = paths.values()
     text = "".join(f"{Path(p)}\n" for p in paths)
     return write_atomic(Path(dest), text, overwrite)
 
 
-def write_dataset_yaml(out_dir, train_list, val_list, overwrite: bool = False) -> Path:
-    """``cryo_training.yaml`` exactly as ``partinet split`` writes it: ``train``/``val`` paths,
-    ``nc: 1``, ``names: [ 'particle' ]``."""
+def write_dataset_yaml(out_dir, train_list, val_list, overwrite: bool = False,
+                       names=("particle",)) -> Path:
+    """``cryo_training.yaml`` as ``partinet split`` writes it: ``train``/``val`` paths,
+    ``nc: 1``, ``names: [ 'particle' ]``; ``names`` gives further classes (``nc`` follows)."""
+    for n in names:
+        if not n or "'" in n:
+            raise ValueError(f"YOLO class name {n!r} must be non-empty without quotes")
     text = (
         f"train: {train_list}\n"
         f"val: {val_list}\n"
         "\n"
         "# number of classes\n"
-        "nc: 1\n"
+        f"nc: {len(names)}\n"
         "\n"
         "# class names\n"
-        "names: [ 'particle' ]\n"
+        f"names: [ {', '.join(repr(str(n)) for n in names)} ]\n"
     )
     return write_atomic(Path(out_dir) / "cryo_training.yaml", text, overwrite)
+
+
+def write_side_files(ctx: SideFiles) -> list[Path]:
+    """The export's ``cryo_training.yaml``: the image lists of both splits and the classes
+    the labels hold (``particle``, + ``negative`` when negatives are class 1)."""
+    return [write_dataset_yaml(ctx.tmp, ctx.final_path(IMAGE_LIST, "train"),
+                               ctx.final_path(IMAGE_LIST, "val"), names=ctx.class_names)]
