@@ -45,7 +45,7 @@ from converters import atomic, images, manifest
 from converters.dataset import read_labels  # noqa: F401  (public here too: export.read_labels)
 from converters.layout import SideFiles, describe, side_information
 from converters.select import Selection, SelectionOptions, select_labels
-from converters.split import TRAIN, VAL, assign_splits
+from converters.split import TRAIN, VAL, assign_splits, exposure_groups
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,11 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
     table, dropped_size = _fill_sizes(table, img["images"])
     if table.empty:
         raise ExportError("no micrograph left with a readable image/size; see the warnings")
+    # one exposure re-processed in several projects stays on one side (no train/val leakage)
+    table["exposure"] = table["mic"].map(exposure_groups(table))
     splits = assign_splits(
-        dict(zip(table["mic"], table["project_id"])), opts.split_by, opts.val_fraction, opts.seed
+        dict(zip(table["mic"], table["project_id"])), opts.split_by, opts.val_fraction, opts.seed,
+        exposure_of=dict(zip(table["mic"], table["exposure"])),
     )
     table["split"] = table["mic"].map(splits)
     tomo = table["is_tomogram"].fillna(False).astype(bool) if "is_tomogram" in table else None

@@ -120,7 +120,11 @@ def export_manifest(fmt, opts, img, catalog_path, fingerprint, rec, table, count
         "micrographs with unknown CTF resolution or motion pass the filters"
     )
     man["counts"] = counts
-    man["split"] = {"by": opts.split_by, "val_fraction": opts.val_fraction, "seed": opts.seed}
+    man["split"] = {"by": opts.split_by, "val_fraction": opts.val_fraction, "seed": opts.seed,
+                    "unit": "exposure: micrographs sharing a key or a CryoSPARC exposure uid, "
+                            "across projects, are on one side",
+                    "shared_exposures": int(table["exposure"].duplicated().sum())
+                    if "exposure" in table else 0}
     man["images"] = {
         **{k: img[k] for k in ("images", "scale", "width", "normalize", "equalize")},
         "mode": img["images"],
@@ -141,6 +145,7 @@ def export_manifest(fmt, opts, img, catalog_path, fingerprint, rec, table, count
     for r in table.itertuples():
         mics.append({
             "stem": r.stem, "split": r.split, "project_id": int(r.project_id), "key": r.key,
+            "exposure": getattr(r, "exposure", None),
             "image": r.image_rel,
             "path": str(r.abs_path), "nx": int(r.nx), "ny": int(r.ny),
             "out_nx": int(r.out_nx), "out_ny": int(r.out_ny),

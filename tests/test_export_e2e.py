@@ -238,14 +238,17 @@ def test_splits_seeded_and_by_project(facility, db, tmp_path):
                                              images="none", seed=s, val_fraction=0.5)).items()))
               for s in range(2, 6)}
     assert len(others) > 1
-    res = _export(db, "star", tmp_path / "proj", images="none", split_by="project",
-                  val_fraction=0.4)
-    sides: dict[int, set] = {}
+    # every generated project re-processes the same exposures: no project can be held out
+    # without its data in training (tests/test_split_exposures.py covers separate projects)
+    with pytest.raises(ValueError, match="shares exposures"):
+        _export(db, "star", tmp_path / "proj", images="none", split_by="project",
+                val_fraction=0.4)
+    res = _export(db, "star", tmp_path / "all", images="none", val_fraction=0.4)
+    sides: dict[str, set] = {}
     for m in res.manifest["micrographs"]:
-        sides.setdefault(m["project_id"], set()).add(m["split"])
+        sides.setdefault(m["key"], set()).add(m["split"])
         assert m["stem"] == f"p{m['project_id']}_{m['key']}"  # keys repeat across projects
-    assert all(len(s) == 1 for s in sides.values())
-    assert sum(s == {"val"} for s in sides.values()) == 2
+    assert all(len(s) == 1 for s in sides.values())  # an exposure is on one side
     labels = ex.read_labels(res.out_dir)
     assert len(labels) == len(facility.projects) * len(facility.scenario.select("selected"))
 
