@@ -41,6 +41,15 @@ STAGE_RANK: dict[str, int] = {
 }
 NEGATIVE_STAGES = frozenset({"rejected2d"})
 
+
+def stage_rank(stage: str) -> int:
+    """Rank of a curation stage (higher = more curated); ValueError for an unknown stage."""
+    try:
+        return STAGE_RANK[stage]
+    except KeyError:
+        raise ValueError(f"unknown curation stage {stage!r}; known: {', '.join(STAGES)}") from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Curation stages / recentring (read by harvest.cryosparc and harvest.relion)
 # ---------------------------------------------------------------------------------------------
@@ -63,14 +72,6 @@ def recentres(stage: str) -> bool:
 
     Reads :data:`RECENTRED_STAGES` when called, so the rule lives in that one line."""
     return stage in RECENTRED_STAGES
-
-
-def stage_rank(stage: str) -> int:
-    """Rank of a curation stage (higher = more curated); ValueError for an unknown stage."""
-    try:
-        return STAGE_RANK[stage]
-    except KeyError:
-        raise ValueError(f"unknown curation stage {stage!r}; known: {', '.join(STAGES)}") from None
 
 
 # ---------------------------------------------------------------------------------------------
