@@ -51,6 +51,30 @@ def stage_rank(stage: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Curation stages / recentring (read by harvest.cryosparc and harvest.relion)
+# ---------------------------------------------------------------------------------------------
+
+# Stages whose particles went through an alignment that carries per-particle shifts: 2D
+# classification (and the selections made from it) and 3D classification / refinement. Which
+# alignment a set's shifts come from follows these (CryoSPARC ``alignments2D`` vs ``alignments3D``;
+# RELION's rlnOrigin* of the job's own data STAR either way).
+ALIGNMENT_2D_STAGES = frozenset({"classified2d", "selected2d", "rejected2d"})
+ALIGNMENT_3D_STAGES = frozenset({"classified3d", "refined"})
+# Stages whose catalog centre (x, y) applies the alignment shifts; raw_x/raw_y always keep the
+# stored position. DESIGN.md's rule is that every alignment recentres; for now 2D shifts are kept
+# raw. Flipping 2D to recentring is this one line:
+#     RECENTRED_STAGES = ALIGNMENT_2D_STAGES | ALIGNMENT_3D_STAGES
+RECENTRED_STAGES: frozenset[str] = ALIGNMENT_3D_STAGES
+
+
+def recentres(stage: str) -> bool:
+    """Whether particle sets of ``stage`` get recentred positions (``x − shift``) in the catalog.
+
+    Reads :data:`RECENTRED_STAGES` when called, so the rule lives in that one line."""
+    return stage in RECENTRED_STAGES
+
+
+# ---------------------------------------------------------------------------------------------
 # Micrograph identity
 # ---------------------------------------------------------------------------------------------
 

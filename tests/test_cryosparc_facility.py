@@ -131,3 +131,28 @@ def test_project_under_non_utf8_directory_name(facility, tmp_path):
     rec = parse_job(scan, "J9")
     (pset,) = rec.particle_sets
     assert len(pset.particles) > 0 and pset.fingerprint
+
+
+def test_recentring_2d_is_the_one_line_in_conventions(facility, monkeypatch):
+    """DESIGN.md's rule (every alignment recentres) is one line of harvest.conventions away:
+    with it, the 2D sets read ``alignments2D`` and land on the truth."""
+    from harvest import conventions
+
+    if "cryosparc" not in facility.projects:
+        pytest.skip("the generated facility has no CryoSPARC project")
+    monkeypatch.setattr(conventions, "RECENTRED_STAGES",
+                        conventions.ALIGNMENT_2D_STAGES | conventions.ALIGNMENT_3D_STAGES)
+    scan = scan_project(facility.projects["cryosparc"])
+    records = {j.key: parse_job(scan, j.key) for j in scan.jobs}
+    got = _sets(records)
+    checked = set()
+    for e in facility.expected_sets("cryosparc"):
+        s = got[(e["job"], e["name"])]
+        assert records[e["job"]].problems == [], e
+        truth = facility.expected_positions("cryosparc", e["job"], e["name"])
+        mine = s.particles.set_index("uid").loc[truth["uid"].to_numpy(np.uint64).view(np.int64)]
+        if s.stage in conventions.RECENTRED_STAGES:
+            assert np.abs(mine["x"].to_numpy() - truth["x"].to_numpy()).max() < 0.05, e
+            assert np.abs(mine["y"].to_numpy() - truth["y"].to_numpy()).max() < 0.05, e
+            checked.add(s.stage)
+    assert {"classified2d", "selected2d", "rejected2d", "refined"} <= checked

@@ -4,6 +4,7 @@ its stage, count and per-micrograph counts; positions against the truth."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from harvest.conventions import micrograph_key
@@ -154,3 +155,40 @@ def test_relion5_tomography_picks(tomo_facility):
         assert m.abs_path == str(t.path)
         assert m.pixel_size == pytest.approx(t.pixel_size)
         assert rec.problems == []
+
+
+def _nearest_offsets(p: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+    """Per particle, |dx| and |dy| to its nearest true item on the same micrograph."""
+    out = []
+    for key, g in p.groupby(p["micrograph"].map(micrograph_key)):
+        t = truth[truth["micrograph"] == key]
+        dx = g["x"].to_numpy()[:, None] - t["x"].to_numpy()[None, :]
+        dy = g["y"].to_numpy()[:, None] - t["y"].to_numpy()[None, :]
+        nearest = np.argmin(np.hypot(dx, dy), axis=1)
+        rows = np.arange(len(g))
+        out.append(np.abs(np.stack([dx[rows, nearest], dy[rows, nearest]], axis=1)))
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("name", ["relion30", "relion40"])
+def test_recentring_2d_is_the_one_line_in_conventions(facility, monkeypatch, name):
+    """DESIGN.md's rule (every alignment recentres) is one line of harvest.conventions away:
+    with it, the 2D sets' shifts (exact in the generated files) put them on the truth."""
+    from harvest import conventions
+
+    if name not in facility.projects:
+        pytest.skip(f"no {name} project in the facility")
+    monkeypatch.setattr(conventions, "RECENTRED_STAGES",
+                        conventions.ALIGNMENT_2D_STAGES | conventions.ALIGNMENT_3D_STAGES)
+    scan = scan_project(facility.projects[name])
+    got = _sets({j.key: parse_job(scan, j.key) for j in scan.jobs if j.harvestable})
+    checked = set()
+    for e in facility.expected_sets(name):
+        s = got[(e["job"], e["name"])]
+        if s.stage not in conventions.ALIGNMENT_2D_STAGES:
+            continue
+        truth = facility.expected_positions(name, e["job"], e["name"])
+        assert _nearest_offsets(s.particles, truth).max() <= 0.05, e
+        assert not np.allclose(s.particles["x"], s.particles["raw_x"]), e
+        checked.add(s.stage)
+    assert checked == {"classified2d", "selected2d", "rejected2d"}
