@@ -141,7 +141,7 @@ def _read_mrc(path: Path, permissive: bool) -> Micrograph:
     except MicrographError:
         raise
     except ValueError as strict_error:
-        _raise_if_truncated(path)
+        _check_before_permissive(path, strict_error)
         if not permissive:
             raise MicrographError(
                 f"{path}: MRC header defect ({strict_error}); fix the file or read it permissively"
@@ -195,48 +195,63 @@ def imod_unsigned(header) -> bool:
     return False
 
 
-def _mrc_data_bytes(header) -> int | None:
-    """Bytes of data the header promises, None when its mode is unknown."""
+class _RawHeader(NamedTuple):
+    nx: int
+    ny: int
+    nz: int
+    mode: int
+    nsymbt: int
+
+
+def _plausible_header(path: Path) -> _RawHeader | None:
+    """The size fields of an MRC header, read directly, when they make sense in either byte
+    order (known mode, positive sizes); None for a file that is no MRC at all. Checked before a
+    permissive retry: mrcfile would allocate whatever extended header garbage promises."""
     import mrcfile.utils
 
-    nx, ny, nz, mode = int(header.nx), int(header.ny), int(header.nz), int(header.mode)
-    if min(nx, ny, nz) < 0:
+    with path.open("rb") as fh:
+        raw = fh.read(_HEADER_BYTES)
+    if len(raw) < _HEADER_BYTES:
         return None
-    if mode == 101:  # 4-bit, two pixels per byte, rows padded to whole bytes
-        return (nx + 1) // 2 * ny * nz
-    try:
-        itemsize = mrcfile.utils.dtype_from_mode(mode).itemsize
-    except ValueError:
-        return None
-    return nx * ny * nz * itemsize
+    for order in ("<", ">"):
+        nx, ny, nz, mode = struct.unpack(order + "4i", raw[:16])
+        (nsymbt,) = struct.unpack(order + "i", raw[92:96])
+        if min(nx, ny, nz) < 1 or nsymbt < 0:
+            continue
+        try:
+            mrcfile.utils.dtype_from_mode(mode)
+        except ValueError:
+            continue
+        return _RawHeader(nx, ny, nz, mode, nsymbt)
+    return None
 
 
-def _raise_if_truncated(path: Path) -> None:
-    """MicrographError when the file is shorter than its header says (read permissively)."""
-    import mrcfile
+def _data_bytes(h: _RawHeader) -> int:
+    """Bytes of pixel data the header promises."""
+    import mrcfile.utils
 
+    if h.mode == 101:  # 4-bit, two pixels per byte, rows padded to whole bytes
+        return (h.nx + 1) // 2 * h.ny * h.nz
+    return h.nx * h.ny * h.nz * mrcfile.utils.dtype_from_mode(h.mode).itemsize
+
+
+def _check_before_permissive(path: Path, strict_error: Exception) -> None:
+    """After a strict read failed: MicrographError when the file is shorter than its header
+    says (truncated) or when its header is no MRC header (a permissive read cannot help)."""
     size = path.stat().st_size
     if size < _HEADER_BYTES:
         raise MicrographError(
             f"{path}: not a readable MRC file ({size} bytes, shorter than the "
             f"{_HEADER_BYTES}-byte MRC header: truncated, or not an MRC file)"
         )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-                header = mrc.header
-                if bytes(header.map) != b"MAP ":
-                    return  # a header without its stamp may be anything: no size claim
-                need = _mrc_data_bytes(header)
-                offset = _HEADER_BYTES + int(header.nsymbt)
-    except (ValueError, OSError):
-        return  # not even a header: the caller's error says so
-    if need is not None and 0 <= int(header.nsymbt) and size < offset + need:
+    h = _plausible_header(path)
+    if h is None:
+        raise MicrographError(f"{path}: not a readable MRC file ({strict_error})")
+    need = _HEADER_BYTES + h.nsymbt + _data_bytes(h)
+    if size < need:
         raise MicrographError(
-            f"{path}: truncated MRC file: the header promises {offset + need} bytes "
-            f"({int(header.nx)}x{int(header.ny)}x{int(header.nz)} pixels, mode "
-            f"{int(header.mode)}), the file has {size}; copy it again"
+            f"{path}: truncated MRC file: the header promises {need} bytes ({h.nx}x{h.ny}x"
+            f"{h.nz} pixels, mode {h.mode}), the file has {size}; copy it again"
         )
 
 
@@ -255,6 +270,10 @@ def micrograph_shape(path: str | os.PathLike, *, permissive: bool = True) -> tup
             with mrcfile.open(path, header_only=True, permissive=False) as mrc:
                 return int(mrc.header.nx), int(mrc.header.ny)
         except (OSError, ValueError) as strict_error:
+            if _plausible_header(path) is None:
+                raise MicrographError(
+                    f"{path}: not a readable MRC file ({strict_error})"
+                ) from strict_error
             if not permissive:
                 raise MicrographError(
                     f"{path}: MRC header defect ({strict_error}); fix the file"

@@ -1,4 +1,23 @@
-r"""A fast STAR file reader (RELION 3.0 – 5 files and the Python-written variants).
+r"""The STAR file reader of cryoglean (RELION 3.0 – 5 files and the Python-written variants).
+
+One reader for every STAR file cryoglean reads: the crawl (:mod:`harvest.relion`), ``cryoglean
+import`` and the picks formats (:mod:`converters.formats.star`), so a file that crawls also
+imports and one that fails, fails the same way. Files are written by :mod:`harvest.starwrite`.
+
+Policy (the same for every caller)
+
+* **Rows.** A loop row must have exactly one field per label. A short row (fewer fields,
+  e.g. a truncated last line) or a long row (more fields than labels) is a
+  :class:`StarFormatError` naming the file and line; nothing is padded with NaN or dropped
+  (``starfile`` pads short rows, which would make a damaged file import with holes).
+  A quoted empty string ``""`` is a field. Extra *labels* are fine: ``columns=`` converts only
+  those a caller asks for, the others are skipped.
+* **Fields** are split on whitespace; double or single quotes group a field with blanks
+  (``"a b"``; quotes are removed); ``#`` outside quotes starts a comment, to the end of the line.
+* **Blocks.** A ``data_`` line starts a block; ``loop_`` blocks become DataFrames, ``_key value``
+  blocks dicts; a loop with labels but no rows gives an empty DataFrame with those columns; a
+  block with neither gives an empty dict. A second ``loop_`` in one block, a label line
+  without a value outside a loop, or any other text is an error naming the line.
 
 :func:`read_star` returns ``{block name: block}`` like ``starfile.read(path, always_dict=True)``:
 
@@ -24,7 +43,7 @@ quote characters like double quotes. Intentional differences:
 * an empty loop gives an empty DataFrame with the labels as float64 columns (starfile does the
   same for a truly empty body, but fails when the empty body is followed by a comment line);
 * a data row with the wrong number of fields is a ``StarFormatError`` (a ``ValueError``) naming
-  the file and line; starfile pads short rows with NaN;
+  the file and line (the policy above); starfile pads short rows with NaN;
 * comment and blank lines between the ``_label`` lines of a loop header are skipped (starfile
   would take the remaining labels as data);
 * a block starts only at a line that begins with ``data_`` in its first column (starfile also
