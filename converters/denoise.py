@@ -1,5 +1,9 @@
 """PartiNet / CryoSegNet micrograph denoiser (PartiNet >= 1.0.1 semantics), faster and equal.
 
+(Over 500 lines because it holds one pipeline end to end: the five array stages with their
+bit-exactness notes, plus the directory driver of the ``denoise`` command with its sharding,
+worker processes and PartiNet log; reading files lives in :mod:`harvest.imageio`.)
+
 The pipeline (``shared/reference/pickers.md`` B2 and C1) on one micrograph:
 
 1. float32, ``cv2.GaussianBlur`` 9x9 (sigma 0, so OpenCV uses 1.7), z-score with the global mean
@@ -40,7 +44,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -54,10 +57,12 @@ import numpy as np
 import scipy.fft
 
 from converters.shard import parse_shard, shard_items  # noqa: F401 (parse_shard re-exported)
+from harvest import imageio
+from harvest.conventions import first_stem_clash, micrograph_stem
 
 log = logging.getLogger(__name__)
 
-INPUT_SUFFIXES = (".mrc", ".mrcs", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+INPUT_SUFFIXES = imageio.IMAGE_SUFFIXES  # the one list of readable micrograph files
 OUTPUT_FORMATS = ("png", "jpg", "mrc")
 LOG_NAME = "partinet_denoise.log"
 OUTPUT_DIR = "denoised"
@@ -73,8 +78,8 @@ JPEG_QUALITY = 95  # cv2.imwrite's default
 
 # IMOD header stamp and flags (words 39 and 40, bytes 152-159): with the stamp present and bit 0
 # of the flags clear, mode 0 bytes are unsigned (IMOD's convention; the MRC2014 default is signed).
-_IMOD_STAMP = 1146047817
-_IMOD_STAMP_OFFSET = 152 - 112  # inside mrcfile's ``extra2`` field, which starts at byte 112
+_IMOD_STAMP = imageio.IMOD_STAMP
+_IMOD_STAMP_OFFSET = imageio.IMOD_STAMP_OFFSET
 
 
 class DenoiseInputError(ValueError):
@@ -277,107 +282,10 @@ class _StageClock:
 
 
 def read_micrograph(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Read one micrograph as a 2-D float32 array and its voxel size in Å (zeros if unknown).
-
-    MRC: 2-D, or a stack (``(1, ny, nx)`` is squeezed; more sections are movie frames and are
-    averaged); mode 0 with IMOD's unsigned flag is read as uint8. PNG/JPG/TIFF via OpenCV
-    (colour is converted to grey; a multi-page TIFF is averaged). The array is indexed
-    ``[row y, column x]`` as ``mrcfile`` returns it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: micrograph not found")
-    suffix = path.suffix.lower()
-    if suffix in (".mrc", ".mrcs"):
-        return _read_mrc(path)
-    if suffix in (".tif", ".tiff"):
-        ok, pages = cv2.imreadmulti(str(path), flags=cv2.IMREAD_UNCHANGED)
-        if not ok or not pages:
-            raise DenoiseInputError(f"{path}: OpenCV cannot read this TIFF; check the file")
-        pages = [_to_grey(p, path) for p in pages]
-        if len(pages) == 1:
-            return pages[0].astype(np.float32), (0.0, 0.0, 0.0)
-        return _average_frames(np.stack(pages), path), (0.0, 0.0, 0.0)
-    if suffix in (".png", ".jpg", ".jpeg"):
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if data is None:
-            raise DenoiseInputError(f"{path}: OpenCV cannot read this image; check the file")
-        return _to_grey(data, path).astype(np.float32), (0.0, 0.0, 0.0)
-    raise DenoiseInputError(
-        f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(INPUT_SUFFIXES)}"
-    )
-
-
-def _to_grey(data: np.ndarray, path: Path) -> np.ndarray:
-    if data.ndim == 2:
-        return data
-    if data.ndim == 3 and data.shape[2] == 3:
-        return cv2.cvtColor(data, cv2.COLOR_BGR2GRAY)
-    if data.ndim == 3 and data.shape[2] == 4:
-        return cv2.cvtColor(data, cv2.COLOR_BGRA2GRAY)
-    raise DenoiseInputError(f"{path}: unsupported image shape {data.shape}; need grey or BGR")
-
-
-def _average_frames(frames: np.ndarray, path: Path) -> np.ndarray:
-    if frames.shape[0] == 0:
-        raise DenoiseInputError(f"{path}: the stack has no frames")
-    total = np.zeros(frames.shape[1:], dtype=np.float64)
-    for frame in frames:  # one frame at a time: a memory-mapped movie is never loaded whole
-        total += frame
-    total /= frames.shape[0]
-    return total.astype(np.float32)
-
-
-def _read_mrc(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Strict read first; a header defect (e.g. a missing "MAP " stamp) is retried permissively,
-    logged, and the data used when mrcfile can still map it (mrcfile's own convention)."""
-    try:
-        return _read_mrc_data(path, permissive=False)
-    except DenoiseInputError:
-        raise
-    except ValueError as strict_error:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                result = _read_mrc_data(path, permissive=True)
-        except (ValueError, OSError):
-            raise DenoiseInputError(
-                f"{path}: not a readable MRC file ({strict_error})"
-            ) from strict_error
-        log.warning("%s: MRC header defect (%s); read permissively", path, strict_error)
-        return result
-
-
-def _read_mrc_data(path: Path, permissive: bool) -> tuple[np.ndarray, tuple[float, float, float]]:
-    with mrcfile.mmap(path, mode="r", permissive=permissive) as mrc:
-        data = mrc.data
-        if data is None:
-            raise ValueError("mrcfile found no data")
-        if np.iscomplexobj(data):
-            raise DenoiseInputError(f"{path}: complex MRC data (mode 3/4) is not a micrograph")
-        if mrc.header.mode == 0 and _imod_unsigned(mrc.header):
-            data = data.view(np.uint8)
-        voxel = mrc.voxel_size
-        voxel_size = (float(voxel.x), float(voxel.y), float(voxel.z))
-        if data.ndim == 2:
-            image = np.array(data, dtype=np.float32)
-        elif data.ndim == 3 and data.shape[0] == 1:
-            image = np.array(data[0], dtype=np.float32)
-        elif data.ndim == 3:
-            image = _average_frames(data, path)  # movie frames, averaged like EPicker
-        else:
-            raise DenoiseInputError(
-                f"{path}: MRC data has shape {data.shape}; need one micrograph or frames"
-            )
-    return image, voxel_size
-
-
-def _imod_unsigned(header) -> bool:
-    """IMOD stamp present (in either byte order) with the signed-bytes flag clear."""
-    raw = bytes(header.extra2)[_IMOD_STAMP_OFFSET : _IMOD_STAMP_OFFSET + 8]
-    for order in ("little", "big"):
-        if int.from_bytes(raw[:4], order) == _IMOD_STAMP:
-            return not int.from_bytes(raw[4:], order) & 1
-    return False
+    """Read one micrograph as a 2-D float32 array and its voxel size in Å (zeros if unknown):
+    :func:`harvest.imageio.read_micrograph` (MRC frames averaged, IMOD unsigned bytes, TIFF
+    pages averaged, colour to grey; strict, header defects read permissively with a warning)."""
+    return imageio.read_micrograph(path)
 
 
 def write_image(
@@ -460,15 +368,9 @@ def shard_files(files: Sequence[Path], k: int, n: int) -> list[Path]:
 
 
 def list_micrographs(source: str | os.PathLike) -> list[Path]:
-    """Micrograph files directly in ``source`` (not recursive), sorted by name."""
-    source = Path(source)
-    if not source.is_dir():
-        raise FileNotFoundError(f"{source}: source directory not found")
-    return sorted(
-        p
-        for p in source.iterdir()
-        if p.suffix.lower() in INPUT_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
+    """Micrograph files directly in ``source`` (not recursive), sorted by name; an error when
+    there is none (:func:`harvest.imageio.list_micrographs`)."""
+    return imageio.list_micrographs(source, what="source directory")
 
 
 @dataclass
@@ -537,10 +439,6 @@ def denoise_directory(
     start = time.perf_counter()
     source = Path(source).resolve()
     files = list_micrographs(source)
-    if not files:
-        raise FileNotFoundError(
-            f"{source}: no micrographs ({', '.join(INPUT_SUFFIXES)}) in this directory"
-        )
     _check_unique_stems(files)
     total = len(files)
     if shard is not None:
@@ -565,7 +463,7 @@ def denoise_directory(
 
     tasks: list[tuple[Path, Path]] = []
     for src in files:
-        dst = out_dir / f"{src.stem}.{img_format}"
+        dst = out_dir / f"{micrograph_stem(src.name)}.{img_format}"
         if dst.exists() and not force:
             runlog(f"{dst} already exists!")
             summary.skipped.append(dst)
@@ -630,14 +528,14 @@ def _record(
 
 
 def _check_unique_stems(files: Sequence[Path]) -> None:
-    seen: dict[str, Path] = {}
-    for p in files:
-        if p.stem in seen:
-            raise ValueError(
-                f"{p} and {seen[p.stem]} would both be written as denoised/{p.stem}.*; "
-                "keep one of them in the source directory"
-            )
-        seen[p.stem] = p
+    clash = first_stem_clash(files)
+    if clash is not None:
+        later, earlier = clash
+        stem = micrograph_stem(later)
+        raise ValueError(
+            f"{later} and {earlier} would both be written as denoised/{stem}.*; "
+            "keep one of them in the source directory"
+        )
 
 
 def _progress(total: int, enabled: bool):

@@ -32,13 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
+from harvest import imageio
+from harvest.imageio import MicrographError
+
 IMAGE_MODES = ("link", "mrc", "png", "jpg", "none")
 NORMALIZATIONS = ("percentile", "minmax")
 PERCENTILES = (0.5, 99.5)
 
 
-class ImageError(ValueError):
-    """A micrograph that cannot be read or converted (the message names the file)."""
+class ImageError(MicrographError):
+    """A micrograph image that cannot be converted or written (the message names the file);
+    reading raises :class:`harvest.imageio.MicrographError`, its base class."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,10 @@ def fourier_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def to_uint8(image: np.ndarray, normalize: str = "percentile") -> np.ndarray:
     """Quantise to uint8: ``percentile`` (0.5..99.5 % → 0..255, clipped) or ``minmax``.
 
-    A constant image becomes all zeros.
+    The one 8-bit conversion of cryoglean (exports and the pickers' preprocessing). In float64,
+    ``v = clip((x - lo) / (hi - lo), 0, 1) * 255`` is rounded to the nearest integer
+    (``np.round``: halves to even), not truncated, so ``lo`` → 0, ``hi`` → 255 and the mid-grey
+    level is unbiased. A constant image becomes all zeros.
     """
     img = np.asarray(image, dtype=np.float64)
     if normalize == "percentile":
@@ -166,34 +173,17 @@ def equalize_hist(image: np.ndarray) -> np.ndarray:
 
 
 def read_micrograph(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
-    """2D float32 array (row = y, column = x) and pixel size in Å (None when 0/absent).
-
-    Movie-like stacks ``(n, ny, nx)`` are averaged over frames; ``(1, ny, nx)`` is squeezed.
-    """
-    import mrcfile
-
-    try:
-        with mrcfile.open(path, permissive=True) as mrc:
-            data = np.asarray(mrc.data, dtype=np.float32)
-            px = float(mrc.voxel_size.x)
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot read micrograph ({exc}); check the file") from exc
-    if data.ndim == 3:
-        data = data.mean(axis=0) if data.shape[0] > 1 else data[0]
-    if data.ndim != 2:
-        raise ImageError(f"{path}: expected a 2D micrograph, got data of shape {data.shape}")
-    return data, (px if px > 0 else None)
+    """2D float32 array (row = y, column = x) and pixel size in Å (None when 0/absent), read by
+    :func:`harvest.imageio.read_micrograph` (stacks ``(n, ny, nx)`` averaged over frames,
+    ``(1, ny, nx)`` squeezed; PNG/JPG/TIFF too)."""
+    mic = imageio.read_micrograph(path)
+    return mic.image, mic.pixel_size
 
 
 def micrograph_shape(path: str | os.PathLike) -> tuple[int, int]:
-    """``(nx, ny)`` from an MRC header (no data read)."""
-    import mrcfile
-
-    try:
-        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-            return int(mrc.header.nx), int(mrc.header.ny)
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot read MRC header ({exc}); check the file") from exc
+    """``(nx, ny)`` from the file's header, no pixel data read
+    (:func:`harvest.imageio.micrograph_shape`)."""
+    return imageio.micrograph_shape(path)
 
 
 def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike, final_dest=None) -> str:

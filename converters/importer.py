@@ -16,14 +16,13 @@ catalog (their ``nx``, ``ny``), so such picks need no scale.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from converters.layout import side_information
-from harvest.conventions import micrograph_key
+from harvest.conventions import micrograph_key, strip_project_prefix
 
 
 class UnmatchedMicrographsError(ValueError):
@@ -48,12 +47,11 @@ class ImportResult:
 def match_micrographs(names, keys, project_id: int | None = None) -> dict:
     """``{name: key}`` for every pick micrograph name whose key is among ``keys``."""
     keys = set(keys)
-    prefix = re.compile(rf"^p{int(project_id)}_") if project_id is not None else None
     out = {}
     for n in set(map(str, names)):
         k = micrograph_key(n)
-        if k not in keys and prefix is not None and prefix.match(k):
-            k = prefix.sub("", k, count=1)
+        if k not in keys and project_id is not None:  # an export's p<project>_<key> stem
+            k = strip_project_prefix(k, project_id)
         if k in keys:
             out[n] = k
     return out

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from harvest.conventions import NEGATIVE_STAGES, STAGE_RANK, STAGES, flip_y
+from harvest.conventions import NEGATIVE_STAGES, STAGE_RANK, STAGES, export_stems, flip_y
 
 log = logging.getLogger(__name__)
 
@@ -277,10 +277,9 @@ def drop_near(
 
 def unique_stems(mics: pd.DataFrame) -> pd.Series:
     """File stem per micrograph: its key, or ``p<project_id>_<key>`` where the key occurs in more
-    than one selected project."""
-    dup = mics["key"].duplicated(keep=False)
-    prefixed = "p" + mics["project_id"].astype(int).astype(str) + "_" + mics["key"].astype(str)
-    return mics["key"].astype(str).where(~dup, prefixed)
+    than one selected project (the rule: :func:`harvest.conventions.export_stems`)."""
+    stems = export_stems(mics["key"].to_numpy(), mics["project_id"].to_numpy())
+    return pd.Series(stems, index=mics.index, dtype=object)
 
 
 def readable_projects(projects: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:

@@ -75,9 +75,16 @@ def recentres(stage: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Micrograph identity
+# Micrograph identity: the naming rules (stem, key, project prefix), defined here only
 # ---------------------------------------------------------------------------------------------
 
+# Extensions a micrograph, movie or tomogram *name* may carry (what naming strips), in the order
+# a lookup of "<stem><ext>" beside labels prefers them: exported 8-bit images, then MRC/TIFF
+# originals, then stacks, volumes and movies. The files cryoglean can *read* are fewer:
+# harvest.imageio.IMAGE_SUFFIXES, a subset (a test checks).
+MICROGRAPH_EXTENSIONS: tuple[str, ...] = (
+    ".png", ".jpg", ".jpeg", ".mrc", ".tif", ".tiff", ".mrcs", ".rec", ".st", ".map", ".eer",
+)
 _UID_PREFIX = re.compile(r"^\d{21}_")
 # Longest first, so that _patch_aligned_doseweighted is not left as _doseweighted.
 PROCESSING_SUFFIXES: tuple[str, ...] = (
@@ -86,9 +93,21 @@ PROCESSING_SUFFIXES: tuple[str, ...] = (
     "_doseweighted",
     "_DW",
 )
-_IMAGE_EXTENSIONS = (
-    ".mrc", ".mrcs", ".tif", ".tiff", ".eer", ".png", ".jpg", ".jpeg", ".rec", ".st", ".map",
-)
+
+
+def micrograph_stem(name: str | os.PathLike | bytes) -> str:
+    """File stem of a micrograph name: the basename (``/`` or ``\\`` separators) without one
+    known extension (:data:`MICROGRAPH_EXTENSIONS`, any case); other dots are kept
+    (``a.b.c`` stays ``a.b.c``). Files written per micrograph are named ``<stem><ext>``."""
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    base = os.fspath(name) if isinstance(name, os.PathLike) else str(name)
+    base = base.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    lower = base.lower()
+    for ext in MICROGRAPH_EXTENSIONS:
+        if lower.endswith(ext):
+            return base[: -len(ext)]
+    return base
 
 
 def micrograph_key(path: str | os.PathLike | bytes) -> str:
@@ -100,16 +119,9 @@ def micrograph_key(path: str | os.PathLike | bytes) -> str:
     ``_DW``). ``J3/motioncorrected/014810031491354839884_mic_0001_patch_aligned_doseweighted.mrc``
     and ``MotionCorr/job002/Movies/mic_0001.mrc`` both give ``mic_0001``.
     """
-    if isinstance(path, bytes):
-        path = path.decode("utf-8", "replace")
-    name = str(path).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    name = micrograph_stem(path)
     if name.startswith(">"):  # CryoSPARC marks paths relative to the .csg/.cs directory with '>'
         name = name[1:]
-    lower = name.lower()
-    for ext in _IMAGE_EXTENSIONS:
-        if lower.endswith(ext):
-            name = name[: -len(ext)]
-            break
     name = _UID_PREFIX.sub("", name)
     changed = True
     while changed:
@@ -119,6 +131,46 @@ def micrograph_key(path: str | os.PathLike | bytes) -> str:
                 name = name[: -len(suffix)]
                 changed = True
     return name
+
+
+def project_stem(key: str, project_id: int) -> str:
+    """Export stem of a micrograph whose key occurs in more than one exported project:
+    ``p<project id>_<key>`` (see :func:`export_stems`)."""
+    return f"p{int(project_id)}_{key}"
+
+
+def strip_project_prefix(name: str, project_id: int) -> str:
+    """Inverse of :func:`project_stem` for one project: ``p7_mic_0001`` → ``mic_0001`` for
+    project 7; any other name is returned unchanged."""
+    prefix = f"p{int(project_id)}_"
+    return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else name
+
+
+def export_stems(keys, project_ids) -> np.ndarray:
+    """File stem per exported micrograph (one per row): its key, or :func:`project_stem` where
+    the key occurs on more than one row (the same exposure name in several projects)."""
+    keys = np.asarray([str(k) for k in keys], dtype=object)
+    pids = np.asarray(project_ids).astype(np.int64)
+    if keys.shape != pids.shape:
+        raise ValueError(f"{keys.shape[0]} keys but {pids.shape[0]} project ids")
+    _, inverse, counts = np.unique(keys.astype(str), return_inverse=True, return_counts=True)
+    dup = counts[inverse] > 1
+    out = keys.copy()
+    for i in np.flatnonzero(dup):
+        out[i] = project_stem(keys[i], pids[i])
+    return out
+
+
+def first_stem_clash(names) -> tuple[str, str] | None:
+    """The first two names (in order) that share a :func:`micrograph_stem`, as (later, earlier),
+    or None: files named ``<stem><ext>`` from them would overwrite each other."""
+    seen: dict[str, str] = {}
+    for name in names:
+        stem = micrograph_stem(name)
+        if stem in seen:
+            return name, seen[stem]
+        seen[stem] = name
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

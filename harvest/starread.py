@@ -1,4 +1,27 @@
-r"""A fast STAR file reader (RELION 3.0 – 5 files and the Python-written variants).
+r"""The STAR file reader of cryoglean (RELION 3.0 – 5 files and the Python-written variants).
+
+(Over 500 lines because it is one streaming parser with its row policy and the field counting
+and bad-row location that make the policy hold on its fast paths; split, one format's rules
+would sit in several modules.)
+
+One reader for every STAR file cryoglean reads: the crawl (:mod:`harvest.relion`), ``cryoglean
+import`` and the picks formats (:mod:`converters.formats.star`), so a file that crawls also
+imports and one that fails, fails the same way. Files are written by :mod:`harvest.starwrite`.
+
+Policy (the same for every caller)
+
+* **Rows.** A loop row must have exactly one field per label. A short row (fewer fields,
+  e.g. a truncated last line) or a long row (more fields than labels) is a
+  :class:`StarFormatError` naming the file and line; nothing is padded with NaN or dropped
+  (``starfile`` pads short rows, which would make a damaged file import with holes).
+  A quoted empty string ``""`` is a field. Extra *labels* are fine: ``columns=`` converts only
+  those a caller asks for, the others are skipped.
+* **Fields** are split on whitespace; double or single quotes group a field with blanks
+  (``"a b"``; quotes are removed); ``#`` outside quotes starts a comment, to the end of the line.
+* **Blocks.** A ``data_`` line starts a block; ``loop_`` blocks become DataFrames, ``_key value``
+  blocks dicts; a loop with labels but no rows gives an empty DataFrame with those columns; a
+  block with neither gives an empty dict. A second ``loop_`` in one block, a label line
+  without a value outside a loop, or any other text is an error naming the line.
 
 :func:`read_star` returns ``{block name: block}`` like ``starfile.read(path, always_dict=True)``:
 
@@ -24,7 +47,7 @@ quote characters like double quotes. Intentional differences:
 * an empty loop gives an empty DataFrame with the labels as float64 columns (starfile does the
   same for a truly empty body, but fails when the empty body is followed by a comment line);
 * a data row with the wrong number of fields is a ``StarFormatError`` (a ``ValueError``) naming
-  the file and line; starfile pads short rows with NaN;
+  the file and line (the policy above); starfile pads short rows with NaN;
 * comment and blank lines between the ``_label`` lines of a loop header are skipped (starfile
   would take the remaining labels as data);
 * a block starts only at a line that begins with ``data_`` in its first column (starfile also
@@ -256,19 +279,74 @@ def _locate_bad_row(path: str, fh, block: StarBlock) -> str:
     n = len(block.labels)
     first_line = _line_of(path, block.body_start)
     for i, text in enumerate(data.split("\n")):
-        text = text.split("#", 1)[0].strip()
-        if not text:
-            continue
-        try:
-            count = len(shlex.split(text.replace("'", '"')))
+        try:  # '#' starts a comment outside quotes only
+            count = len(shlex.split(text.replace("'", '"'), comments=True))
         except ValueError:
-            count = len(text.split())
-        if count != n:
+            count = len(text.split("#", 1)[0].split())
+        if count and count != n:
             return (
                 f"{path}:{first_line + i}: row has {count} fields, loop data_{block.name} "
                 f"has {n} labels"
             )
     return ""
+
+
+_COMMENT = re.compile(rb"#[^\n]*")
+
+
+def _field_counts_ok(data: bytes, n: int) -> bool:
+    """False when a line of ``data`` (whole lines) holds more than ``n`` fields, True when none
+    does and no line is short either; with short rows about, the answer may be True (the caller
+    finds those itself: their last label comes out empty). Fields are split on whitespace,
+    quotes group blanks, ``#`` starts a comment. Vectorised (a few byte-wise numpy passes per
+    chunk, ~1 ms per MiB): a partial read (``usecols``) cannot see rows that are too long, so
+    they are counted here."""
+    if b"#" in data:
+        if b'"' in data:  # a '#' may sit inside quotes: per line, the slow and sure way
+            for line in data.decode("utf-8", "replace").split("\n"):
+                try:
+                    count = len(shlex.split(line, comments=True))
+                except ValueError:
+                    return False
+                if count not in (0, n):
+                    return False
+            return True
+        data = _COMMENT.sub(b"", data)
+    a = np.frombuffer(data, dtype=np.uint8)
+    if a.size == 0:
+        return True
+    tok = a > 32  # not blank (space, tab, CR, LF and other control bytes are separators)
+    if b'"' in data:  # blanks between a quote and its partner belong to the field
+        tok |= (np.cumsum(a == 34, dtype=np.uint8) & 1).astype(bool)
+    # Fast path (no blank lines): n fields per line in total. A long row cannot hide behind a
+    # short one here: short rows are caught by the caller (the last label comes out empty).
+    fields = np.count_nonzero(np.greater(tok[1:], tok[:-1])) + int(tok[0])
+    if fields == n * (data.count(b"\n") + (not data.endswith(b"\n"))):
+        return True
+    starts = np.flatnonzero(tok[1:] & ~tok[:-1]) + 1
+    if tok[0]:
+        starts = np.concatenate(([0], starts))
+    ends = np.flatnonzero(a == 10)
+    if ends.size == 0 or ends[-1] != a.size - 1:
+        ends = np.concatenate((ends, [a.size]))
+    per_line = np.diff(np.searchsorted(starts, ends), prepend=0)
+    return bool(np.all((per_line == 0) | (per_line == n)))
+
+
+class _CountingStream:
+    """A :class:`_BodyStream` whose chunks are also checked by :func:`_field_counts_ok`;
+    ``ok`` turns False at the first chunk with a row of the wrong length."""
+
+    def __init__(self, stream, n: int):
+        self._stream = stream
+        self._n = n
+        self.ok = True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if self.ok and data and not _field_counts_ok(data, self._n):
+            self.ok = False
+        return data
 
 
 def _small_column(tokens: list[str], as_text: bool):
@@ -342,15 +420,16 @@ def _read_loop(
         want = set(columns)
         wanted = [c for c in labels if c in want]
     # Short rows leave the last label missing, so it is always parsed. Reading every column,
-    # one extra never-present field is parsed too: a long row fills it. (With usecols pandas
-    # silently ignores extra fields and rejects extra names, so a partial read cannot see
-    # rows that are too long.)
+    # one extra never-present field is parsed too: a long row fills it. With usecols pandas
+    # silently ignores extra fields and rejects extra names, so a partial read counts the
+    # fields of every row itself (_field_counts_ok on each chunk).
     if columns is None:
         names, usecols = [*labels, _EXTRA], None
     else:
         names, usecols = list(labels), list(dict.fromkeys([*wanted, labels[-1]]))
     stream = _BodyStream(fh, block.body_start)
     source = stream
+    counted = None
     if os.fstat(fh.fileno()).st_size - block.body_start <= _SMALL:
         # small body (per-micrograph pick files): pure Python beats read_csv's fixed cost
         data = b"".join(iter(lambda: stream.read(_CHUNK), b""))
@@ -359,6 +438,12 @@ def _read_loop(
         if df is not None:
             return df
         source = io.BytesIO(data)  # quotes or odd rows: let pandas (and the checks) decide
+        if usecols is not None and not _field_counts_ok(data, len(labels)):
+            msg = _locate_bad_row(path, fh, block)
+            if msg:
+                raise StarFormatError(msg + "; fix or regenerate the file")
+    elif usecols is not None:
+        source = counted = _CountingStream(stream, len(labels))
     try:
         df = pd.read_csv(
             source,
@@ -374,21 +459,23 @@ def _read_loop(
             skip_blank_lines=True,
         )
     except pd.errors.EmptyDataError:
-        if source is stream:
+        if source is stream or source is counted:
             block.end = stream.drain()
         return pd.DataFrame({c: np.zeros(0) for c in wanted})
     except pd.errors.ParserError as exc:
-        if source is stream:
+        if source is stream or source is counted:
             block.end = stream.drain()
         msg = _locate_bad_row(path, fh, block) or (
             f"{path}: loop data_{block.name} (rows from line "
             f"{_line_of(path, block.body_start)}): {exc}"
         )
         raise StarFormatError(msg) from None
-    if source is stream:
+    if source is stream or source is counted:
         block.end = stream.drain()
     # keep_default_na=False turns a missing field into "" (never a valid whitespace token)
-    bad = usecols is None and _has_empty_or_value(df[_EXTRA], any_value=True)
+    bad = counted is not None and not counted.ok
+    if not bad:
+        bad = usecols is None and _has_empty_or_value(df[_EXTRA], any_value=True)
     if not bad:
         bad = _has_empty_or_value(df[labels[-1]], any_value=False)
     if bad:

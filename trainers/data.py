@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harvest import imageio
 from harvest.conventions import micrograph_key
 
-IMAGE_SUFFIXES = (".mrc", ".mrcs", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = imageio.IMAGE_SUFFIXES  # the one list of readable micrograph files
 # After histogram equalisation a uint8 image is close to uniform: mean 0.5, std 1/sqrt(12).
 # EPicker uses 0.508/0.289 for training and 0.502/0.289 for picking; one pair is used here.
 NORM_MEAN = 0.5
@@ -39,43 +40,15 @@ class DataError(ValueError):
 
 
 def list_micrographs(folder: str | Path) -> list[Path]:
-    """Image files of a folder, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: micrograph folder not found")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(
-            f"{folder}: no micrographs ({', '.join(IMAGE_SUFFIXES)}) found; point --data at the "
-            "folder that holds them"
-        )
-    return files
+    """Image files of a folder, sorted by name (:func:`harvest.imageio.list_micrographs`:
+    hidden files skipped, an error when the folder is missing or holds none)."""
+    return imageio.list_micrographs(folder)
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """2D float32 image in the DESIGN frame (row = y); a stack is averaged over its frames."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".mrc", ".mrcs"):
-        import mrcfile
-
-        with mrcfile.open(path, permissive=True) as m:
-            data = np.asarray(m.data, dtype=np.float32)
-    else:
-        import cv2
-
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if data is None:
-            raise DataError(f"{path}: cannot read this image file")
-        data = data.astype(np.float32)
-        if data.ndim == 3:  # colour image: average the channels
-            data = data.mean(axis=2)
-        return data
-    if data.ndim == 3:
-        data = data.mean(axis=0)
-    if data.ndim != 2:
-        raise DataError(f"{path}: expected a 2D micrograph or a frame stack, got shape {data.shape}")
-    return data
+    """2D float32 image in the DESIGN frame (row = y); a stack is averaged over its frames
+    (:func:`harvest.imageio.read_micrograph`)."""
+    return imageio.read_micrograph(path).image
 
 
 def fourier_resize(img: np.ndarray, ny: int, nx: int) -> np.ndarray:

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from harvest.conventions import MICROGRAPH_EXTENSIONS, micrograph_stem
+
 PICK_COLUMNS: tuple[str, ...] = (
     "micrograph", "x", "y", "z", "score", "diameter", "class_id", "filament", "radius",
 )
 _FLOAT_COLUMNS = ("x", "y", "z", "score", "diameter", "radius")
 _INT_COLUMNS = ("class_id", "filament")
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".mrc", ".mrcs", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".rec", ".st", ".map", ".eer",
-)
+# the extensions a micrograph name may carry: one list, in harvest.conventions
+IMAGE_EXTENSIONS: tuple[str, ...] = MICROGRAPH_EXTENSIONS
 
 
 class FormatError(ValueError):
@@ -118,13 +119,9 @@ def sizes_px(picks, size, what: str, option: str = "diameter", noun: str = "diam
 
 
 def mic_stem(name: str) -> str:
-    """File stem for a micrograph name: basename without a known image extension."""
-    base = str(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    lower = base.lower()
-    for ext in IMAGE_EXTENSIONS:
-        if lower.endswith(ext):
-            return base[: -len(ext)]
-    return base
+    """File stem for a micrograph name: basename without a known image extension
+    (:func:`harvest.conventions.micrograph_stem`)."""
+    return micrograph_stem(name)
 
 
 def group_rows(picks) -> tuple[np.ndarray, list[str], np.ndarray]:

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harvest import starwrite
+from harvest.starread import StarFormatError, read_star
+
 from . import _text
 from ._common import (
     FormatError,
@@ -44,7 +47,9 @@ CAPABILITIES = frozenset(
 )
 EXTENSIONS = (".star",)
 FLAVORS = ("coords", "relion31", "relion30", "partinet")
-DECIMALS = 6  # RELION writes coordinates with 6 decimals
+DECIMALS = starwrite.DECIMALS  # RELION writes coordinates with 6 decimals
+VERSION = 30001  # the "# version" line of relion31 tables
+TEXT_LABELS = ("rlnMicrographName",)  # kept as text even where a name looks numeric ("0001")
 
 
 def read(path, **opts):
@@ -52,14 +57,12 @@ def read(path, **opts):
     the first block holding coordinates. ``micrograph`` = ``rlnMicrographName`` as written, or the
     file stem for per-micrograph coordinate files; ``score`` = ``rlnAutopickFigureOfMerit``,
     ``diameter`` = ``rlnDiameter``, ``class_id`` = ``rlnClassNumber``, ``z`` = ``rlnCoordinateZ``."""
-    import starfile
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        blocks = starfile.read(path, always_dict=True)
-    except Exception as exc:  # starfile raises many kinds; one line that names the file
+    try:  # the one STAR reader: a row with the wrong number of fields is an error, as in crawls
+        blocks = read_star(path, parse_as_string=TEXT_LABELS)
+    except (StarFormatError, UnicodeDecodeError) as exc:
         raise FormatError(path, f"not a readable STAR file ({exc})") from None
     table = None
     tables = {k: v for k, v in blocks.items() if hasattr(v, "columns")}
@@ -147,9 +150,9 @@ def write(picks, dest, flavor: str = "coords", overwrite: bool = False, **opts) 
     raise ValueError(f"unknown STAR flavor {flavor!r}; known: {', '.join(FLAVORS)}")
 
 
-def _loop_header(block: str, labels: list[str]) -> str:
-    lines = [f"\n{block}\n\nloop_"] + [f"_{name} #{i}" for i, name in enumerate(labels, 1)]
-    return "\n".join(lines) + "\n"
+def _loop_header(name: str, labels: list[str], version: int | None = None) -> str:
+    """Block start and loop header (:mod:`harvest.starwrite`, the one STAR layout)."""
+    return starwrite.block_start(name, version) + starwrite.loop_header(labels)
 
 
 def _has(picks, name: str) -> bool:
@@ -167,7 +170,7 @@ def _write_coords(picks, dest, overwrite, micrographs) -> list[Path]:
     labels = ["rlnCoordinateX", "rlnCoordinateY"] + (["rlnCoordinateZ"] if has_z else [])
     if has_score:
         labels.append("rlnAutopickFigureOfMerit")
-    header = _loop_header("data_", labels).lstrip("\n").encode()
+    header = _loop_header("", labels).lstrip("\n").encode()
 
     def render(rows):
         _, cols = _coord_columns(rows, has_z)
@@ -185,8 +188,8 @@ def _name_column(picks, transform=None) -> _text.Str:
     import pandas as pd
 
     codes, uniques = pd.factorize(picks["micrograph"].astype(str), sort=False)
-    names = [transform(u) if transform else str(u) for u in uniques]
-    return _text.Str(codes=codes, uniques=names, quote_blank=True)
+    names = [starwrite.quote(transform(u) if transform else str(u)) for u in uniques]
+    return _text.Str(codes=codes, uniques=names)
 
 
 def _write_relion(picks, dest, overwrite, optics: bool, **opts) -> Path:
@@ -207,10 +210,9 @@ def _write_relion(picks, dest, overwrite, optics: bool, **opts) -> Path:
     if optics:
         labels.append("rlnOpticsGroup")
         cols.append(_text.Const("1"))
-        head = "# version 30001\n" + _optics_block(**opts) + "\n# version 30001\n"
-        head += _loop_header("data_particles", labels)
+        head = _optics_block(**opts).lstrip("\n") + _loop_header("particles", labels, VERSION)
     else:
-        head = _loop_header("data_images", labels)
+        head = _loop_header("images", labels)
     body = _text.render_bytes(cols, n)
     return write_atomic(target, [head, body, "\n"], overwrite=overwrite)
 
@@ -218,12 +220,12 @@ def _write_relion(picks, dest, overwrite, optics: bool, **opts) -> Path:
 def _optics_block(pixel_size=None, voltage=300.0, cs=2.7, amplitude_contrast=0.1, **_):
     labels = ["rlnOpticsGroup", "rlnOpticsGroupName", "rlnVoltage", "rlnSphericalAberration",
               "rlnAmplitudeContrast"]
-    values = ["1", "opticsGroup1", f"{float(voltage):.6f}", f"{float(cs):.6f}",
-              f"{float(amplitude_contrast):.6f}"]
+    values = [1, "opticsGroup1", float(voltage), float(cs), float(amplitude_contrast)]
     if pixel_size is not None:
         labels += ["rlnMicrographOriginalPixelSize", "rlnMicrographPixelSize"]
-        values += [f"{float(pixel_size):.6f}"] * 2
-    return _loop_header("data_optics", labels) + "\t".join(values) + "\n"
+        values += [float(pixel_size)] * 2
+    row = "\t".join(starwrite.format_value(v) for v in values)
+    return _loop_header("optics", labels, VERSION) + row + "\n"
 
 
 def _write_partinet(picks, dest, overwrite, diameter=None, image_ext=".mrc", **_) -> Path:
@@ -245,7 +247,7 @@ def _write_partinet(picks, dest, overwrite, diameter=None, image_ext=".mrc", **_
         _text.Int(column(picks, "y")),
         _text.Int(d),
     ]
-    head = "data_\n\nloop_\n" + "\n".join(f"_{n} #{i}" for i, n in enumerate(labels, 1)) + "\n"
+    head = _loop_header("", labels).lstrip("\n")
     body = _text.render_bytes(cols, len(picks))
     return write_atomic(target, [head, body], overwrite=overwrite)
 

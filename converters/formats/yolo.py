@@ -102,7 +102,7 @@ def image_size_of(path) -> tuple[int, int]:
 
 
 def _find_image(images: Path, stem: str) -> Path | None:
-    for ext in (".png", ".jpg", ".jpeg", ".mrc", ".tif", ".tiff") + IMAGE_EXTENSIONS:
+    for ext in IMAGE_EXTENSIONS:  # in lookup order (harvest.conventions)
         p = images / f"{stem}{ext}"
         if p.is_file():
             return p

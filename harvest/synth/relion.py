@@ -44,11 +44,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harvest.starwrite import round6, write_star
 from harvest.synth.config import FacilityConfig
 from harvest.synth.micrographs import AMP_CONTRAST, CS_MM, VOLTAGE_KV, SimMicrograph, write_mrc
 from harvest.synth.scenario import N_CLASSES_2D, Scenario
 from harvest.synth.stacks import EXTRACT_BINNING, extract_stack
-from harvest.synth.starwrite import round6, write_star
 
 # (job, set name, stage, selection in the scenario, class_id, recentred); see harvest.synth.
 EXPECTED_SETS: tuple[tuple[str, str, str, str, int | None, bool], ...] = (

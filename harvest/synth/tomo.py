@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harvest.starwrite import round6, write_star
 from harvest.synth.config import FacilityConfig
 from harvest.synth.density import make_density, random_rotations
 from harvest.synth.micrographs import AMP_CONTRAST, CS_MM, VOLTAGE_KV, write_mrc
-from harvest.synth.starwrite import round6, write_star
 
 TOMO_SHAPE = (48, 128, 128)  # (nz, ny, nx) voxels
 BINNING = 4
