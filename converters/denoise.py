@@ -1,8 +1,8 @@
 """PartiNet / CryoSegNet micrograph denoiser (PartiNet >= 1.0.1 semantics), faster and equal.
 
-(Over 500 lines because it holds one pipeline end to end: the five array stages with their
-bit-exactness notes, plus the directory driver of the ``denoise`` command with its sharding,
-worker processes and PartiNet log; reading files lives in :mod:`harvest.imageio`.)
+Long module: it holds one pipeline end to end, the five array stages with their bit-exactness
+notes, plus the directory driver of the ``denoise`` command with its sharding, worker processes
+and PartiNet log; reading files lives in :mod:`harvest.imageio`.
 
 The pipeline (``shared/reference/pickers.md`` B2 and C1) on one micrograph:
 

@@ -1,8 +1,8 @@
 r"""The STAR file reader of cryoglean (RELION 3.0 – 5 files and the Python-written variants).
 
-(Over 500 lines because it is one streaming parser with its row policy and the field counting
-and bad-row location that make the policy hold on its fast paths; split, one format's rules
-would sit in several modules.)
+Long module: it is one streaming parser with its row policy and the field counting and bad-row
+location that make the policy hold on its fast paths; split, one format's rules would sit in
+several modules.
 
 One reader for every STAR file cryoglean reads: the crawl (:mod:`harvest.relion`), ``cryoglean
 import`` and the picks formats (:mod:`converters.formats.star`), so a file that crawls also
