@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trainers.centernet import losses as L  # noqa: E402
-from trainers.data import interleaved_batches  # noqa: E402
+from trainers.core.datamodule import interleaved_batches  # noqa: E402
 
 # pred: one centre (gt 1, p .5), one shell pixel (gt .5, p .2), two unlabelled (p .9, p .1)
 PRED = torch.tensor([[0.5, 0.2], [0.9, 0.1]])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+COUNTED = ("truth", "picks", "union")
 
 
 def run_evaluation(
@@ -16,14 +20,15 @@ def run_evaluation(
     threshold=None,
     images="truth",
     out=None,
+    image_dir=None,
 ):
     """Read both sides through the format registry, evaluate, optionally write ``out``.
 
     Returns the :class:`~trainers.evaluate.EvalResult`. ``out`` gets ``metrics.json``,
-    ``per_micrograph.csv``, ``pr_curve.csv``, ``pr.png`` and ``f1.png``.
+    ``per_micrograph.csv``, ``pr_curve.csv``, ``pr.png`` and ``f1.png``. ``image_dir``:
+    micrographs whose sizes a format's reader needs (``read_needs``); without it, sizes come
+    from the manifest of an export that holds the labels.
     """
-    from pathlib import Path
-
     from trainers.evaluate import EvaluationError, evaluate_picks
     from trainers.labels import label_micrographs, read_labels
 
@@ -33,16 +38,16 @@ def run_evaluation(
                 "give the matching radius: --radius PX, or --radius-frac F with --diameter PX"
             )
         radius = float(radius_frac) * float(diameter)
-    picks = read_labels(picks_path, picks_format)
-    truth = read_labels(truth_path, truth_format)
+    picks = read_labels(picks_path, picks_format, images=image_dir)
+    truth = read_labels(truth_path, truth_format, images=image_dir)
     if images == "truth":
-        mics = label_micrographs(truth_path, truth_format)
+        mics = label_micrographs(truth_path, truth_format, labels=truth)
     elif images == "picks":
-        mics = label_micrographs(picks_path, picks_format)
+        mics = label_micrographs(picks_path, picks_format, labels=picks)
     else:
         mics = sorted(
-            set(label_micrographs(truth_path, truth_format))
-            | set(label_micrographs(picks_path, picks_format))
+            set(label_micrographs(truth_path, truth_format, labels=truth))
+            | set(label_micrographs(picks_path, picks_format, labels=picks))
         )
     res = evaluate_picks(
         picks.drop(columns=["key"]), truth.drop(columns=["key"]), radius, threshold, mics
@@ -76,29 +81,33 @@ def run_evaluation(
 @click.option("--diameter", type=float, default=None, help="Particle diameter in px.")
 @click.option("--threshold", type=float, default=None,
               help="Score threshold for the reported precision/recall/F1 (default: all picks).")
-@click.option("--images", type=click.Choice(["truth", "picks", "union"]), default="truth",
+@click.option("--micrographs", "images", type=click.Choice(COUNTED), default="truth",
               show_default=True,
               help="Which micrographs count: those with reference label files (as Topaz's "
                    "default), those with picks, or both.")
+@click.option("--images", "image_dir", default=None,
+              help="Folder of the micrographs of the labels, for formats that store coordinates "
+                   "relative to the image size (default: the manifest of an export that holds "
+                   "the labels). truth/picks/union here mean --micrographs (earlier name).")
 @click.option("--out", type=click.Path(), default=None,
               help="Directory for metrics.json, per_micrograph.csv, pr_curve.csv, pr.png, f1.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def evaluate_command(picks_path, truth_path, picks_format, truth_format, radius, radius_frac,
-                     diameter, threshold, images, out, as_json):
+                     diameter, threshold, images, image_dir, out, as_json):
     """Precision, recall, F1, AUPRC and localisation RMSE of picks against reference picks.
 
     Picks are matched to reference particles per micrograph (micrographs paired by their
     canonical key) by Hungarian assignment within the radius, as Topaz does; AUPRC uses
     Topaz's definition. Pooled numbers are micro-averages over all micrographs. Both sides must
-    be in pixels of the same micrographs.
+    be in pixels of the same micrographs (or voxels of the same tomograms: with z on both
+    sides the distances are 3D).
     """
+    if image_dir in COUNTED and not Path(image_dir).is_dir():
+        images, image_dir = image_dir, None  # the option's earlier meaning
     if radius is not None and (radius_frac is not None or diameter is not None):
         raise click.UsageError("give either --radius or --radius-frac with --diameter, not both")
-    try:
-        res = run_evaluation(picks_path, truth_path, picks_format, truth_format, radius,
-                             radius_frac, diameter, threshold, images, out)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    res = run_evaluation(picks_path, truth_path, picks_format, truth_format, radius,
+                         radius_frac, diameter, threshold, images, out, image_dir)
     if as_json:
         click.echo(res.to_json())
         return

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainers.data import Sample
+from trainers.core.dataset import Sample
 
 
 def select_exemplars(samples: list[Sample], sampling_size: int) -> list[Sample]:
@@ -84,11 +84,11 @@ def read_index(folder: str | Path) -> list[dict]:
     return json.loads(path.read_text())["entries"]
 
 
-def load_exemplars(folder: str | Path, input_width: int) -> list[Sample]:
-    """Exemplar samples of a folder, prepared at ``input_width``."""
-    from trainers.data import labelled_samples
+def load_exemplars(folder: str | Path, view) -> list[Sample]:
+    """Exemplar samples of a folder through the picker's ``view`` (path → Prepared)."""
+    from trainers.core.dataset import labelled_samples
 
     folder = Path(folder)
-    label_type = json.loads((folder / "exemplar.json").read_text())["label_type"]
     read_index(folder)
-    return labelled_samples(folder / "images", folder / "labels", label_type, input_width)
+    label_type = json.loads((folder / "exemplar.json").read_text())["label_type"]
+    return labelled_samples(folder / "images", folder / "labels", label_type, view)
