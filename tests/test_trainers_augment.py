@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainers.augment import Augmenter, crop, hflip, inside, rot90, vflip
 from converters.images import fourier_resize as _resize
+from trainers.augment import Augmenter, crop, hflip, inside, rot90, vflip
 
 
 def fourier_resize(img, ny, nx):
