@@ -20,13 +20,11 @@ TWO_D_FORMATS = ("yolo", "cryolo", "topaz", "thi", "star", "box", "csv")
 DEMO_MICROGRAPHS = 12  # 10 to train on, 2 held out (the export's default 20% split)
 
 
-def _geometry() -> tuple[float, int]:
-    """Particle diameter in pixels of the generated micrographs and their width (the THI export
-    keeps them at their size: EPicker's view only shrinks micrographs wider than 1024 px)."""
+def _micrograph_width() -> int:
+    """Width in pixels of the generated micrographs."""
     from harvest.synth import FacilityConfig
 
-    cfg = FacilityConfig()
-    return cfg.diameter_A / cfg.pixel_size, cfg.nx
+    return FacilityConfig().nx
 
 
 @dataclass
@@ -81,25 +79,26 @@ def build_steps(out: Path, quick: bool) -> list[Step]:
          "--project", str(out / "partinet"), "--num_workers", "2"],
     ))
     epochs = "2" if quick else "40"
-    diameter, width = _geometry()
-    net_width = width // 2  # the network sees micrographs at half size: faster on a CPU
+    net_width = _micrograph_width() // 2  # the network sees micrographs at half size: faster on a CPU
+    # the picker trains on the export of its native format: the manifest gives the split, the
+    # labels' format and the particle diameter (nothing computed here)
+    from trainers.pickers import get as picker
+
+    fmt = picker("centernet").native_format
+    export = str(exports / fmt)
     steps += [
-        Step("Train the CenterNet picker briefly on the THI export (CPU)",
-             ["train", "centernet", "--data", str(exports / "thi" / "train" / "images"),
-              "--label", str(exports / "thi" / "train" / "labels"), "--label_type", "thi",
-              "--mode", "particle", "--exp_id", "demo", "--output", str(runs),
-              "--num_epoch", epochs, "--batch_size", "2", "--input_width", str(net_width),
-              "--particle_size", f"{diameter * net_width / width:.1f}", "--lr", "5e-4",
+        Step(f"Train the CenterNet picker briefly on the {fmt} export (CPU)",
+             ["train", "centernet", "--dataset", export, "--mode", "particle",
+              "--exp_id", "demo", "--output", str(runs), "--num_epoch", epochs,
+              "--batch_size", "2", "--input_width", str(net_width), "--lr", "5e-4",
               "--gpus", "-1", "--seed", "0"]),
         Step("Pick the held-out micrographs",
-             ["pick", "centernet", "--data", str(exports / "thi" / "val" / "images"),
+             ["pick", "centernet", "--dataset", export, "--split", "val",
               "--load_model", str(runs / "demo" / "weights" / "last.ckpt"),
-              "--output", str(picks), "--output_type", "thi", "--gpus", "-1", "--visual"]),
+              "--output", str(picks), "--output_type", fmt, "--gpus", "-1", "--visual"]),
         Step("Evaluate the picks against the curated labels",
-             ["evaluate", "--picks", str(picks), "--truth",
-              str(exports / "thi" / "val" / "labels"), "--picks-format", "thi",
-              "--truth-format", "thi", "--radius-frac", "0.5", "--diameter", f"{diameter:.1f}",
-              "--out", str(out / "evaluation")]),
+             ["evaluate", "--picks", str(picks), "--picks-format", fmt, "--truth", export,
+              "--split", "val", "--radius-frac", "0.5", "--out", str(out / "evaluation")]),
         Step("Write Slurm scripts for this dataset (export -> train -> pick -> evaluate)",
              ["slurm", "pipeline", "centernet", "--profile", "example", "-o",
               str(out / "slurm"), "--set", f"db={db}", "--set", f"workdir={out}"]),

@@ -90,6 +90,22 @@ def test_train_on_export_needs_no_size_type_or_val_folder(exports, kind, tmp_pat
     assert split["train"] == sorted(mics[mics["split"] == "train"]["key"])
     assert split["val"] == sorted(mics[mics["split"] == "val"]["key"])
     assert (run / "weights" / "last.ckpt").is_file()
+    # pick the export's validation micrographs and score them against its labels
+    from trainers.cli import pick_group
+    from trainers.evaluate_cli import run_evaluation
+
+    picks = tmp_path / "picks"
+    r = CliRunner().invoke(pick_group, ["centernet", "--dataset", str(path), "--split", "val",
+                                        "--load_model", str(run / "weights" / "last.ckpt"),
+                                        "--output", str(picks), "--output_type", fmt,
+                                        "--vis_thresh", "0"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    val = sorted(mics[mics["split"] == "val"]["stem"])
+    assert sorted(p.stem for p in picks.iterdir()) == val
+    res = run_evaluation(picks, path, fmt, radius_frac=0.5, split="val")
+    assert res.summary["radius"] == pytest.approx(0.5 * ds.diameter_px)
+    assert res.summary["micrographs"] == len(val)
+    assert res.summary["n_truth"] == len(ds.labels("val"))
 
 
 def test_dataset_and_folders_are_exclusive(exports, tmp_path):

@@ -110,7 +110,7 @@ def pick(opts: ToyPick) -> dict:
                              "y": p["xy"][keep, 1], "score": p["score"][keep]})
 
     return pick_folder(one, opts.data, opts.output, opts.output_type, opts.shard,
-                       opts.visual, opts.quiet)
+                       opts.visual, opts.quiet, opts.dataset, opts.split)
 
 
 PICKER = core.PickerSpec("toy", ToyTrain, ToyPick, f"{__name__}:train", f"{__name__}:pick",

@@ -114,4 +114,5 @@ PICKER = core.PickerSpec(
     pick="trainers.centernet.pick:pick_centernet",
     train_help=TRAIN_HELP,
     pick_help=PICK_HELP,
+    native_format=NATIVE_FORMAT,
 )

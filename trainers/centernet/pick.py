@@ -66,4 +66,5 @@ def pick_centernet(opts: PickOptions) -> dict:
     device = pick_device(opts.gpus)
     net, h = load_picker(opts.load_model, device)
     return pick_folder(lambda f: pick_micrograph(net, h, f, opts, device), opts.data,
-                       opts.output, opts.output_type, opts.shard, opts.visual, opts.quiet)
+                       opts.output, opts.output_type, opts.shard, opts.visual, opts.quiet,
+                       opts.dataset, opts.split)

@@ -88,8 +88,11 @@ class TrainOptions(_Options):
 class PickOptions(_Options):
     """Options every picker's ``pick`` has (micrographs in, label files out, shard, device)."""
 
-    data: str = opt("", "Folder of micrographs to pick (.mrc/.mrcs, .png/.jpg/.tif).",
-                    required=True)
+    data: str | None = opt(None, "Folder of micrographs to pick (.mrc/.mrcs, .png/.jpg/.tif).")
+    dataset: str | None = opt(None, "An export directory: pick its micrographs (those of "
+                              "--split, or all), instead of --data.")
+    split: str | None = opt(None, "With --dataset: only the micrographs of this split of the "
+                            "manifest (train or val).")
     load_model: str = opt("", "Checkpoint of a trained run (weights/best.ckpt).", required=True)
     output: str = opt("", "Folder for one label file per micrograph (px of the micrograph "
                       "files).", required=True)
@@ -114,6 +117,7 @@ class PickerSpec:
     train_help: str = ""
     pick_help: str = ""
     dims: int = 2
+    native_format: str | None = None  # the label format the picker reads/writes by default
 
     def entry(self, which: str):
         import importlib

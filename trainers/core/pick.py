@@ -32,11 +32,14 @@ def show_progress(quiet: bool) -> bool:
     return (not quiet) and sys.stderr.isatty()
 
 
-def write_picks_file(df: pd.DataFrame, out: Path, fmt: str, stem: str) -> None:
-    """One label file per micrograph (an empty one when there are no picks)."""
+def write_picks_file(df: pd.DataFrame, out: Path, fmt: str, stem: str,
+                     image_size: tuple[int, int] | None = None) -> None:
+    """One label file per micrograph (an empty one when there are no picks); ``image_size``
+    ``(nx, ny)`` for formats that store coordinates relative to it."""
     from trainers.labels import write_labels
 
-    write_labels(df, out, fmt, micrographs=[stem])
+    opts = {"image_size": {stem: image_size}} if image_size is not None else {}
+    write_labels(df, out, fmt, micrographs=[stem], **opts)
 
 
 def _draw(path: Path, df: pd.DataFrame, dest: Path) -> None:
@@ -53,25 +56,54 @@ def _draw(path: Path, df: pd.DataFrame, dest: Path) -> None:
                float(r.median()) if len(df) else 4.0)
 
 
+def micrograph_files(data=None, dataset=None, split=None) -> list[Path]:
+    """The micrographs to pick, sorted: the image files of folder ``data``, or the images of an
+    export ``dataset`` (its manifest; only ``split`` when given)."""
+    from trainers.data import DataError, list_micrographs
+
+    if bool(data) == bool(dataset):
+        raise DataError("give the micrographs to pick: --data DIR or --dataset OUT (an export)")
+    if split and not dataset:
+        raise DataError("--split needs --dataset (it selects micrographs of an export)")
+    if data:
+        return list_micrographs(data)
+    from converters.dataset import open_export
+
+    mics = open_export(dataset).micrographs(split)
+    files = sorted(Path(p) for p in mics["image"] if p)
+    if not files:
+        raise DataError(f"{dataset}: no micrograph images{f' in split {split}' if split else ''} "
+                        "(export with images, or pick the originals with --data)")
+    return files
+
+
 def pick_folder(
     pick_one: Callable[[Path], pd.DataFrame],
-    data: str | Path,
+    data: str | Path | None,
     output: str | Path,
     output_type: str,
     shard: str | None = None,
     visual: bool = False,
     quiet: bool = False,
+    dataset: str | Path | None = None,
+    split: str | None = None,
 ) -> dict:
-    """Pick every micrograph of ``data`` (or shard ``K/N`` of the sorted list) with
-    ``pick_one`` and write one ``output_type`` label file per micrograph into ``output``
-    (``visual``: also ``<stem>.png`` with the picks drawn). Returns counts and timing."""
+    """Pick every micrograph of ``data`` (or of export ``dataset``, see
+    :func:`micrograph_files`; or shard ``K/N`` of the sorted list) with ``pick_one`` and write
+    one ``output_type`` label file per micrograph into ``output`` (``visual``: also
+    ``<stem>.png`` with the picks drawn). Returns counts and timing."""
     from tqdm import tqdm
 
-    from trainers.data import list_micrographs
     from trainers.labels import format_name
 
+    if not output_type:
+        raise ValueError("--output_type is needed: the registry format of the written picks")
+    from trainers.labels import image_size, registry
+
     fmt = format_name(output_type)
-    files = list_micrographs(data)
+    # a format that needs image sizes to read its coordinates needs them to write them too
+    sized = "image_size" in registry().get(fmt).read_needs
+    files = micrograph_files(data, dataset, split)
     files = [files[i] for i in parse_shard(shard, len(files))]
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +111,7 @@ def pick_folder(
     for f in tqdm(files, desc="pick", disable=not show_progress(quiet)):
         df = pick_one(f)
         total += len(df)
-        write_picks_file(df, out, fmt, f.stem)
+        write_picks_file(df, out, fmt, f.stem, image_size(f) if sized else None)
         if visual:
             _draw(f, df, out / f"{f.stem}.png")
     dt = time.time() - t0
