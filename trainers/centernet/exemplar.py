@@ -38,7 +38,7 @@ def write_exemplars(
     import mrcfile
 
     from trainers.data import read_image
-    from trainers.labels import format_name, write_labels
+    from trainers.labels import format_name, registry, write_labels
 
     dest = Path(dest)
     (dest / "images").mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,9 @@ def write_exemplars(
             picks["radius"] = s.radius / s.prep.sx
         if (s.group >= 0).any():
             picks["filament"] = s.group
-        write_labels(picks, dest / "labels", fmt, micrographs=[name])
+        sized = "image_size" in registry().get(fmt).read_needs  # normalised coordinates
+        extra = {"image_size": {name: (img.shape[1], img.shape[0])}} if sized else {}
+        write_labels(picks, dest / "labels", fmt, micrographs=[name], **extra)
         entries.append({"name": name, "source": str(s.prep.path), "particles": int(len(s.xy))})
     (dest / "exemplar.json").write_text(
         json.dumps({"label_type": label_type, "entries": entries}, indent=1)
