@@ -150,3 +150,20 @@ def test_evaluate_picks_3d_counts():
     assert s["auprc"] == pytest.approx((1 + 2 / 3) / 3)
     flat = evaluate_picks(picks.drop(columns="z"), truth, radius=3.0).summary
     assert flat["dims"] == 2 and flat["tp"] == 3
+
+
+def test_samples_keep_z_and_scale_back():
+    """Labels with z (a tomogram) scale per axis into the picker's view and back."""
+    from trainers.core.dataset import Labelled, Prepared, make_samples, samples_frame
+
+    labels = pd.DataFrame({"x": [40.0, 8.0], "y": [20.0, 4.0], "z": [10.0, 2.0]})
+
+    def view(path):
+        return Prepared("t", path, np.zeros((8, 16, 32), np.float32), nx=64, ny=32,
+                        sx=0.5, sy=0.5, nz=16, sz=0.5)
+
+    (s,) = make_samples([Labelled("tomo_1", Path("tomo_1.mrc"), labels, "train")], view)
+    assert s.prep.name == "tomo_1" and s.meta["split"] == "train"
+    np.testing.assert_allclose(s.xy, [[20, 10, 5], [4, 2, 1]])
+    back = samples_frame([s])
+    np.testing.assert_allclose(back[["x", "y", "z"]].to_numpy(), labels.to_numpy())

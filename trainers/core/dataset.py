@@ -32,7 +32,8 @@ TRAIN, VAL = "train", "val"
 @dataclass
 class Prepared:
     """A micrograph as a picker's network sees it: ``image`` (ny', nx'), the size of the file
-    it came from and the per-axis scale ``sx = nx'/nx``, ``sy = ny'/ny``."""
+    it came from and the per-axis scale ``sx = nx'/nx``, ``sy = ny'/ny``. A tomogram adds
+    ``nz`` and ``sz = nz'/nz`` (``image`` then (nz', ny', nx'))."""
 
     name: str
     path: Path
@@ -41,6 +42,8 @@ class Prepared:
     ny: int
     sx: float
     sy: float
+    nz: int | None = None
+    sz: float = 1.0
 
 
 @dataclass
@@ -147,7 +150,7 @@ def make_samples(records: list[Labelled], view: Callable[[Path], Prepared]) -> l
         cols, scale = ["x", "y"], [prep.sx, prep.sy]
         if "z" in df.columns and df["z"].notna().any():
             cols.append("z")
-            scale.append(float(getattr(prep, "sz", 1.0)))
+            scale.append(prep.sz)
         xy = df[cols].to_numpy(np.float64).reshape(-1, len(cols)) * np.array(scale)
         if "radius" in df.columns and df["radius"].notna().any():
             radius = df["radius"].to_numpy(np.float64) * prep.sx
@@ -244,8 +247,7 @@ def samples_frame(samples: list[Sample]) -> pd.DataFrame:
     frames = []
     for s in samples:
         xy = np.asarray(s.xy, dtype=np.float64)
-        scale = [s.prep.sx, s.prep.sy] + ([float(getattr(s.prep, "sz", 1.0))]
-                                            if xy.shape[1:] == (3,) else [])
+        scale = [s.prep.sx, s.prep.sy] + ([s.prep.sz] if xy.shape[1:] == (3,) else [])
         back = xy / np.array(scale) if len(xy) else xy.reshape(0, len(scale))
         df = pd.DataFrame(back, columns=["x", "y", "z"][: len(scale)])
         df.insert(0, "micrograph", s.prep.name)

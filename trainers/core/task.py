@@ -84,7 +84,7 @@ class BasePickerTask(pl.LightningModule):
                 out[i : i + 1]
             p = self.decode_batch(one, s.prep.image.shape)[0]
             xy = np.asarray(p["xy"], dtype=np.float64)
-            scale = [s.prep.sx, s.prep.sy, float(getattr(s.prep, "sz", 1.0))][: xy.shape[1]]
+            scale = [s.prep.sx, s.prep.sy, s.prep.sz][: xy.shape[1]]
             cols = {c: xy[:, j] / scale[j] for j, c in enumerate(("x", "y", "z")[: xy.shape[1]])}
             self._val_picks.append(
                 pd.DataFrame({"micrograph": s.prep.name, **cols, "score": p["score"]})
