@@ -167,3 +167,27 @@ def test_samples_keep_z_and_scale_back():
     np.testing.assert_allclose(s.xy, [[20, 10, 5], [4, 2, 1]])
     back = samples_frame([s])
     np.testing.assert_allclose(back[["x", "y", "z"]].to_numpy(), labels.to_numpy())
+
+
+def test_evaluate_counts_micrographs_under_both_option_names(tmp_path):
+    """``--micrographs union`` (and ``--images union``, its earlier name) count micrographs
+    that only the picks have."""
+    from click.testing import CliRunner
+
+    from trainers import pickers
+    from trainers.evaluate_cli import evaluate_command
+    from trainers.labels import write_labels
+
+    fmt = pickers.get("centernet").native_format
+    truth = pd.DataFrame({"micrograph": ["m1"], "x": [10.0], "y": [10.0]})
+    picks = pd.DataFrame({"micrograph": ["m1", "m2"], "x": [10.0, 5.0], "y": [10.0, 5.0]})
+    write_labels(truth, tmp_path / "t", fmt)
+    write_labels(picks, tmp_path / "p", fmt)
+    base = ["--picks", str(tmp_path / "p"), "--truth", str(tmp_path / "t"), "--radius", "3",
+            "--json"]
+    import json
+
+    for extra, n in (([], 1), (["--micrographs", "union"], 2), (["--images", "union"], 2)):
+        r = CliRunner().invoke(evaluate_command, [*base, *extra], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["summary"]["micrographs"] == n, extra

@@ -80,6 +80,8 @@ class TrainOptions(core.TrainOptions):
 
 @dataclass
 class PickOptions(core.PickOptions):
+    load_model: str = opt("", "Checkpoint of a trained run (weights/best.ckpt); it carries the "
+                          "mode, input width and particle size.", required=True)
     output_type: str | None = opt(NATIVE_FORMAT, "Registry format of the written picks.")
     K: int = opt(2000, "At most this many picks per micrograph before thresholds.")
     vis_thresh: float = opt(0.3, "Score threshold for picks (0..1); the validation best-F1 "
