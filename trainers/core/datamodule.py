@@ -14,8 +14,9 @@ import numpy as np
 
 
 def pad_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
-    """Pad right/bottom to a multiple of ``multiple`` px with the image mean (coordinates keep)."""
-    h, w = img.shape
+    """Pad the last two axes (rows, columns) at their far ends to a multiple of ``multiple``
+    px with the image mean; coordinates keep (a tomogram's sections are left as they are)."""
+    h, w = img.shape[-2:]
     H = -(-h // multiple) * multiple
     W = -(-w // multiple) * multiple
     if (H, W) == (h, w):
@@ -23,8 +24,8 @@ def pad_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
     fill = float(img.mean())
     if np.issubdtype(img.dtype, np.integer):
         fill = int(round(fill))
-    out = np.full((H, W), fill, dtype=img.dtype)
-    out[:h, :w] = img
+    out = np.full((*img.shape[:-2], H, W), fill, dtype=img.dtype)
+    out[..., :h, :w] = img
     return out
 
 

@@ -19,6 +19,16 @@ import torch
 from trainers.evaluate import evaluate_picks
 
 
+def _one(out, i: int, n: int):
+    """Image ``i`` of a batch's network output (a tensor or a dict of tensors; any other
+    output, e.g. a tuple of heads, as it is when the batch holds one image)."""
+    if n == 1:
+        return out
+    if isinstance(out, dict):
+        return {k: v[i : i + 1] for k, v in out.items()}
+    return out[i : i + 1]
+
+
 class BasePickerTask(pl.LightningModule):
     """Base task; ``val_samples`` (set by the driver) are the validation micrographs."""
 
@@ -77,12 +87,11 @@ class BasePickerTask(pl.LightningModule):
         out = self(batch["input"])
         loss, _ = self.compute_loss(out, batch)
         self.log("val/loss", loss, on_epoch=True, batch_size=1, sync_dist=True)
-        for i, idx in enumerate(batch["index"].tolist()):
+        index = batch["index"].tolist()
+        for i, idx in enumerate(index):
             s = self.val_samples[idx]
             self._val_seen.append(s.prep.name)
-            one = {k: v[i : i + 1] for k, v in out.items()} if isinstance(out, dict) else \
-                out[i : i + 1]
-            p = self.decode_batch(one, s.prep.image.shape)[0]
+            p = self.decode_batch(_one(out, i, len(index)), s.prep.image.shape)[0]
             xy = np.asarray(p["xy"], dtype=np.float64)
             scale = [s.prep.sx, s.prep.sy, s.prep.sz][: xy.shape[1]]
             cols = {c: xy[:, j] / scale[j] for j, c in enumerate(("x", "y", "z")[: xy.shape[1]])}
