@@ -94,3 +94,24 @@ def load_exemplars(folder: str | Path, view) -> list[Sample]:
     read_index(folder)
     label_type = json.loads((folder / "exemplar.json").read_text())["label_type"]
     return labelled_samples(folder / "images", folder / "labels", label_type, view)
+
+
+def interleaved_batches(n_new: int, n_ex: int, batch_size: int, rng, every: int = 8
+                        ) -> list[list[int]]:
+    """EPicker's replay schedule (pickers.md §D2) as index batches over
+    ``ConcatDataset([new, exemplar])``: new-data batches, and after every ``every`` of them one
+    full pass over the exemplars (batch size ``min(n_ex, batch_size)``); ``every`` is 8 when an
+    epoch has more than 8 new batches, else the exemplar pass comes once, at the end."""
+    order = rng.permutation(n_new)
+    new = [order[i : i + batch_size].tolist() for i in range(0, n_new, batch_size)]
+    if n_ex == 0:
+        return new
+    eb = max(1, min(n_ex, batch_size))
+    every = every if len(new) > every else len(new)
+    out: list[list[int]] = []
+    for j, b in enumerate(new, 1):
+        out.append(b)
+        if j % every == 0:
+            ex = rng.permutation(n_ex) + n_new
+            out.extend(ex[i : i + eb].tolist() for i in range(0, n_ex, eb))
+    return out

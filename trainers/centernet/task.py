@@ -66,7 +66,7 @@ class CenterNetTask(BasePickerTask):
 
     def compute_loss(self, out, batch):
         pred = L.prob(out["hm"])
-        is_ex = bool(batch["exemplar"].max() > 0) if "exemplar" in batch else False
+        is_ex = bool(batch["replay"].max() > 0) if "replay" in batch else False
         # replayed exemplars are fully labelled: plain focal loss on them
         hm = L.focal_loss(pred, batch["hm"]) if is_ex else self.heatmap_loss(pred, batch["hm"])
         off = L.reg_l1(out["reg"], batch["mask"], batch["ind"], batch["reg"])

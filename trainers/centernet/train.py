@@ -67,7 +67,12 @@ def train_centernet(opts: TrainOptions) -> dict:
     import pytorch_lightning as pl
 
     from trainers.augment import Augmenter
-    from trainers.centernet.exemplar import load_exemplars, select_exemplars, write_exemplars
+    from trainers.centernet.exemplar import (
+        interleaved_batches,
+        load_exemplars,
+        select_exemplars,
+        write_exemplars,
+    )
     from trainers.centernet.targets import CenterNetEncoder
     from trainers.centernet.task import CenterNetTask
     from trainers.centernet.view import STRIDE_MULTIPLE, prepare, to_tensor_image
@@ -108,8 +113,8 @@ def train_centernet(opts: TrainOptions) -> dict:
     encoder = CenterNetEncoder(particle_size=opts.particle_size)
     augmenter = Augmenter(crop=crop, margin=min(128, crop // 4))
     dm = make_datamodule(train, val, encoder, augmenter, to_tensor_image, opts.batch_size,
-                         opts.num_workers, opts.repeat, exemplar_samples=exemplars or None,
-                         multiple=STRIDE_MULTIPLE)
+                         opts.num_workers, opts.repeat, replay_samples=exemplars or None,
+                         replay_batches=interleaved_batches, multiple=STRIDE_MULTIPLE)
     task = CenterNetTask(options, old_state=old_state if opts.continual else None)
     if old_state is not None and not opts.resume:
         task.net.load_state_dict(old_state)

@@ -39,7 +39,7 @@ def _collate(encoder):
 
 
 def make_train_dataset(samples, augmenter, encoder, to_input: Callable, repeat: int = 1,
-                       exemplar: bool = False):
+                       replay: bool = False):
     """Random augmented views of labelled micrographs, encoded as training targets."""
     import torch
 
@@ -53,7 +53,7 @@ def make_train_dataset(samples, augmenter, encoder, to_input: Callable, repeat: 
             view, xy, keep = augmenter(s.prep.image, s.xy, rng)
             item = encoder.encode(view, xy, s.radius[keep], s.group[keep])
             item["input"] = to_input(view)
-            item["exemplar"] = np.float32(exemplar)
+            item["replay"] = np.float32(replay)
             return item
 
     return _TrainViews()
@@ -73,30 +73,10 @@ def make_eval_dataset(samples, encoder, to_input: Callable, multiple: int = 32):
             item = encoder.encode(img, s.xy, s.radius, s.group)
             item["input"] = to_input(img)
             item["index"] = i
-            item["exemplar"] = np.float32(0)
+            item["replay"] = np.float32(0)
             return item
 
     return _EvalImages()
-
-
-def interleaved_batches(n_new: int, n_ex: int, batch_size: int, every: int, rng) -> list[list[int]]:
-    """Replay schedule (EPicker's continual learning, pickers.md §D2) as index batches over
-    ``ConcatDataset([new, exemplar])``: new-data batches, and after every ``every`` of them one
-    full pass over the exemplars (batch size ``min(n_ex, batch_size)``); ``every`` is 8 when an
-    epoch has more than 8 new batches, else the exemplar pass comes once, at the end."""
-    order = rng.permutation(n_new)
-    new = [order[i : i + batch_size].tolist() for i in range(0, n_new, batch_size)]
-    if n_ex == 0:
-        return new
-    eb = max(1, min(n_ex, batch_size))
-    every = every if len(new) > every else len(new)
-    out: list[list[int]] = []
-    for j, b in enumerate(new, 1):
-        out.append(b)
-        if j % every == 0:
-            ex = rng.permutation(n_ex) + n_new
-            out.extend(ex[i : i + eb].tolist() for i in range(0, n_ex, eb))
-    return out
 
 
 def make_datamodule(
@@ -108,44 +88,42 @@ def make_datamodule(
     batch_size: int,
     num_workers: int = 0,
     repeat: int = 1,
-    exemplar_samples=None,
-    exemplar_every: int = 8,
+    replay_samples=None,
+    replay_batches: Callable | None = None,
     multiple: int = 32,
 ):
-    """Lightning DataModule: augmented training views (interleaved with exemplar replay when
-    ``exemplar_samples`` is given) and whole validation micrographs (batch size 1)."""
+    """Lightning DataModule: augmented training views and whole validation micrographs (batch
+    size 1). ``replay_samples`` (e.g. a continual learner's exemplars) are training views too,
+    flagged ``item["replay"] = 1``; ``replay_batches(n_new, n_replay, batch_size, rng)`` returns
+    the epoch's index batches over ``ConcatDataset([new, replay])`` (the picker's schedule)."""
     import pytorch_lightning as pl
     import torch
 
     collate = _collate(encoder)
 
-    class _Interleaved(torch.utils.data.Sampler):
-        def __init__(self, n_new, n_ex):
-            self.n_new, self.n_ex, self.epoch = n_new, n_ex, 0
+    class _Schedule(torch.utils.data.Sampler):
+        def __init__(self, n_new, n_replay):
+            self.n_new, self.n_replay = n_new, n_replay
 
         def __iter__(self):
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
-            yield from interleaved_batches(
-                self.n_new, self.n_ex, batch_size, exemplar_every, rng
-            )
+            yield from replay_batches(self.n_new, self.n_replay, batch_size, rng)
 
         def __len__(self):
-            return len(
-                interleaved_batches(
-                    self.n_new, self.n_ex, batch_size, exemplar_every, np.random.default_rng(0)
-                )
-            )
+            return len(replay_batches(self.n_new, self.n_replay, batch_size,
+                                      np.random.default_rng(0)))
 
     class PickerDataModule(pl.LightningDataModule):
         def train_dataloader(self):
             new = make_train_dataset(train_samples, augmenter, encoder, to_input, repeat)
-            if exemplar_samples:
-                ex = make_train_dataset(exemplar_samples, augmenter, encoder, to_input, 1,
-                                        exemplar=True)
-                ds = torch.utils.data.ConcatDataset([new, ex])
+            if replay_samples:
+                if replay_batches is None:
+                    raise ValueError("replay samples need a replay_batches schedule")
+                ex = make_train_dataset(replay_samples, augmenter, encoder, to_input, 1,
+                                        replay=True)
                 return torch.utils.data.DataLoader(
-                    ds,
-                    batch_sampler=_Interleaved(len(new), len(ex)),
+                    torch.utils.data.ConcatDataset([new, ex]),
+                    batch_sampler=_Schedule(len(new), len(ex)),
                     num_workers=num_workers,
                     collate_fn=collate,
                 )
