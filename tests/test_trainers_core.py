@@ -47,32 +47,25 @@ sys.exit(1 if bad else 0)
     assert len(list((tmp_path / "p").iterdir())) == 2
 
 
-def _string_literals(tree):
-    """(value, is a NATIVE_FORMAT declaration) of every string constant of a module."""
-    declared = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "NATIVE_FORMAT" for t in node.targets
-        ):
-            declared.add(id(node.value))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            yield node.value, id(node) in declared
-
-
 def test_trainers_name_no_format():
-    """Formats come from the registry; a picker may declare its native format once
-    (``NATIVE_FORMAT``), the core never."""
+    """Formats come from the registry: no registry format name is a string literal anywhere in
+    trainers/ (a picker's default format is chosen by capabilities)."""
     from converters import registry
 
     names = set(registry.names())
     found = []
     for path in sorted((ROOT / "trainers").rglob("*.py")):
-        tree = ast.parse(path.read_text())
-        for value, declared in _string_literals(tree):
-            if value in names and not (declared and "core" not in path.parts):
-                found.append(f"{path.relative_to(ROOT)}: {value!r}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
     assert not found, found
+
+
+def test_centernet_default_format_holds_every_mode():
+    from converters import registry
+    from trainers.centernet.options import LABEL_CAPABILITIES, native_format
+
+    assert LABEL_CAPABILITIES <= registry.get(native_format()).capabilities
 
 
 def test_commands_come_from_the_picker_table(monkeypatch):
@@ -178,7 +171,7 @@ def test_evaluate_counts_micrographs_under_both_option_names(tmp_path):
     from trainers.evaluate_cli import evaluate_command
     from trainers.labels import write_labels
 
-    fmt = pickers.get("centernet").native_format
+    fmt = pickers.get("centernet").default_format()
     truth = pd.DataFrame({"micrograph": ["m1"], "x": [10.0], "y": [10.0]})
     picks = pd.DataFrame({"micrograph": ["m1", "m2"], "x": [10.0, 5.0], "y": [10.0, 5.0]})
     write_labels(truth, tmp_path / "t", fmt)

@@ -126,7 +126,7 @@ def test_toy_picker_trains_picks_and_resumes_through_the_cli(tmp_path, monkeypat
 
     monkeypatch.setitem(pickers.PICKERS, "toy", __name__)
     img, lab, _ = write_dataset(tmp_path / "d", n_mics=3, n=64, count=3, radius=4)
-    fmt = pickers.get("centernet").train_options().label_type  # a format the helpers wrote
+    fmt = pickers.get("centernet").default_format()  # the format the helpers wrote
     assert main(["train", "--help"]) == 0
     assert "toy" in capsys.readouterr().out
     base = ["train", "toy", "--data", str(img), "--label", str(lab), "--label_type", fmt,

@@ -8,15 +8,30 @@ from dataclasses import dataclass
 from trainers.core import options as core
 from trainers.core.options import opt
 
-# EPicker reads and writes its own THI files by default (a registry format name)
-NATIVE_FORMAT = "thi"
 MODES = ("particle", "vesicle", "fiber")
+# What a label format must hold for every mode: vesicle radii and filament ids, one file per
+# micrograph (EPicker's own format is the one the registry lists with these)
+LABEL_CAPABILITIES = frozenset({"2d", "per_micrograph", "vesicle", "filament", "read", "write"})
+FORMAT_DEFAULT = ("Default: the registry format that holds every mode's labels (vesicle radii, "
+                  "filament ids), EPicker's own.")
+
+
+def native_format() -> str:
+    """The registry format CenterNet reads and writes by default: the first one whose
+    capabilities cover :data:`LABEL_CAPABILITIES`."""
+    from converters import registry
+
+    for name in registry.names(2):
+        if LABEL_CAPABILITIES <= registry.get(name).capabilities:
+            return name
+    raise ValueError("no registry format holds particle, vesicle and filament labels; give "
+                     "--label_type / --output_type")
 
 
 @dataclass
 class TrainOptions(core.TrainOptions):
-    label_type: str | None = opt(NATIVE_FORMAT, "Registry format of --label (ignored with "
-                                 "--dataset: the manifest names it).")
+    label_type: str | None = opt(None, "Registry format of --label (ignored with --dataset: the "
+                                 "manifest names it). " + FORMAT_DEFAULT)
     mode: str = opt("particle", "particle (fixed-size boxes), vesicle (radius from the size "
                     "head; vesicle labels with radii) or fiber (filament points linked into "
                     "helices; labels with filament ids).", required=True, choices=MODES)
@@ -82,7 +97,7 @@ class TrainOptions(core.TrainOptions):
 class PickOptions(core.PickOptions):
     load_model: str = opt("", "Checkpoint of a trained run (weights/best.ckpt); it carries the "
                           "mode, input width and particle size.", required=True)
-    output_type: str | None = opt(NATIVE_FORMAT, "Registry format of the written picks.")
+    output_type: str | None = opt(None, "Registry format of the written picks. " + FORMAT_DEFAULT)
     K: int = opt(2000, "At most this many picks per micrograph before thresholds.")
     vis_thresh: float = opt(0.3, "Score threshold for picks (0..1); the validation best-F1 "
                             "threshold of the run (val_metrics.json) is a good start.")
@@ -116,5 +131,5 @@ PICKER = core.PickerSpec(
     pick="trainers.centernet.pick:pick_centernet",
     train_help=TRAIN_HELP,
     pick_help=PICK_HELP,
-    native_format=NATIVE_FORMAT,
+    default_format=native_format,
 )

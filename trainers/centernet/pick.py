@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainers.centernet.options import PickOptions
+from trainers.centernet.options import PickOptions, native_format
 
 
 def load_picker(path: str | Path, device: str = "cpu"):
@@ -63,6 +63,8 @@ def pick_centernet(opts: PickOptions) -> dict:
     from trainers.core.devices import pick_device
     from trainers.core.pick import pick_folder
 
+    if not opts.output_type:
+        opts.output_type = native_format()
     device = pick_device(opts.gpus)
     net, h = load_picker(opts.load_model, device)
     return pick_folder(lambda f: pick_micrograph(net, h, f, opts, device), opts.data,

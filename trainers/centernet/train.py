@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from trainers.centernet.options import MODES, TrainOptions
+from trainers.centernet.options import MODES, TrainOptions, native_format
 
 log = logging.getLogger(__name__)
 EPICKER_PARTICLE_SIZE = 19.0  # EPicker's default diameter at its 1024-px input
@@ -98,6 +98,8 @@ def train_centernet(opts: TrainOptions) -> dict:
         for k in ("width", "blocks", "head_conv", "mode", "particle_size", "input_width"):
             setattr(opts, k, saved.get(k, getattr(opts, k)))
 
+    if not opts.dataset and not opts.label_type:
+        opts.label_type = native_format()
     view = functools.partial(prepare, input_width=opts.input_width)
     train, val, split, src = training_data(opts, view)
     train, val = fit_labels_to_mode(train, opts), fit_labels_to_mode(val, opts)

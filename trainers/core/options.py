@@ -9,6 +9,7 @@ A picker declares its ``train``/``pick`` option classes (subclasses of :class:`T
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 
@@ -117,7 +118,8 @@ class PickerSpec:
     train_help: str = ""
     pick_help: str = ""
     dims: int = 2
-    native_format: str | None = None  # the label format the picker reads/writes by default
+    # () → the registry format the picker reads and writes when none is given
+    default_format: Callable[[], str] | None = None
 
     def entry(self, which: str):
         import importlib
