@@ -20,11 +20,13 @@ TWO_D_FORMATS = ("yolo", "cryolo", "topaz", "thi", "star", "box", "csv")
 DEMO_MICROGRAPHS = 12  # 10 to train on, 2 held out (the export's default 20% split)
 
 
-def _micrograph_width() -> int:
-    """Width in pixels of the generated micrographs."""
+def _geometry() -> tuple[float, int]:
+    """Particle diameter in pixels of the generated micrographs and their width (the THI export
+    keeps them at their size: EPicker's view only shrinks micrographs wider than 1024 px)."""
     from harvest.synth import FacilityConfig
 
-    return FacilityConfig().nx
+    cfg = FacilityConfig()
+    return cfg.diameter_A / cfg.pixel_size, cfg.nx
 
 
 @dataclass
@@ -97,7 +99,7 @@ def build_steps(out: Path, quick: bool) -> list[Step]:
          "--project", str(out / "partinet"), "--num_workers", "2"],
     ))
     epochs = "2" if quick else "40"
-    net_width = _micrograph_width() // 2  # the network sees them at half size: faster on a CPU
+    net_width = _geometry()[1] // 2  # the network sees them at half size: faster on a CPU
     steps += [
         Step(f"Train the CenterNet picker briefly on the {fmt} export (CPU)",
              ["train", "centernet", "--dataset", export, "--mode", "particle",
