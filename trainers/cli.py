@@ -83,6 +83,7 @@ class PickerGroup(click.Group):
     def __init__(self, *args, make=None, **kw):
         super().__init__(*args, **kw)
         self._make = make
+        self._built: dict[str, tuple] = {}  # name -> (spec, command): one command per spec
 
     def list_commands(self, ctx):
         return pickers.names()
@@ -90,7 +91,11 @@ class PickerGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in pickers.PICKERS:
             return None
-        return self._make(pickers.get(name))
+        spec = pickers.get(name)
+        built = self._built.get(name)
+        if built is None or built[0] is not spec:
+            built = self._built[name] = (spec, self._make(spec))
+        return built[1]
 
 
 @click.group("train", cls=PickerGroup, make=_train_command, context_settings=CTX)
