@@ -28,6 +28,7 @@ bound), with Topaz-style AUPRC. Every training gets the same wall-clock budget (
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -84,7 +85,7 @@ def subsample_labels(src: Path, dst: Path, truth: pd.DataFrame, frac: float, see
 
 def train(args, name, data: Path, label: Path, minutes=None, **extra) -> dict:
     from trainers.centernet.options import TrainOptions
-    from trainers.centernet.run import train_centernet
+    from trainers.centernet.train import train_centernet
 
     run = Path(args.out) / "runs" / name
     if (run / "weights" / "best.ckpt").is_file() and (run / "summary.json").is_file():
@@ -107,7 +108,7 @@ def train(args, name, data: Path, label: Path, minutes=None, **extra) -> dict:
 
 def test_f1(args, ckpt: str, test_dir: Path, truth: pd.DataFrame, val_thr: float) -> dict:
     from trainers.centernet.options import PickOptions
-    from trainers.centernet.run import load_picker, pick_micrograph
+    from trainers.centernet.pick import load_picker, pick_micrograph
     from trainers.data import list_micrographs
     from trainers.evaluate import evaluate_picks
 
@@ -235,12 +236,13 @@ def main(argv=None):
         exA = out / "exemplars_A"
         if not (exA / "exemplar.json").is_file():
             from trainers.centernet.exemplar import select_exemplars, write_exemplars
-            from trainers.data import labelled_samples
+            from trainers.centernet.view import prepare
+            from trainers.core.dataset import labelled_samples
 
             sA = json.loads((out / "runs" / "A_full" / "summary.json").read_text())
             split = json.loads((Path(sA["run_dir"]) / "split.json").read_text())
-            samples = labelled_samples(A / "images", A / "labels", "thi", args.input_width,
-                                       split["train"])
+            view = functools.partial(prepare, input_width=args.input_width)
+            samples = labelled_samples(A / "images", A / "labels", "thi", view, split["train"])
             write_exemplars(select_exemplars(samples, 200), exA, "thi")
         ckA = str(out / "runs" / "A_full" / "weights" / "best.ckpt")
         sft = train(args, "B_finetune", B / "images", B / "labels", load_model=ckA)
@@ -261,7 +263,7 @@ def main(argv=None):
     if "speed" in parts:
         from harvest.synth.micrographs import write_mrc
         from trainers.centernet.options import PickOptions
-        from trainers.centernet.run import pick_centernet
+        from trainers.centernet.pick import pick_centernet
 
         big = out / "data" / "speed4096"
         big.mkdir(parents=True, exist_ok=True)
@@ -277,7 +279,7 @@ def main(argv=None):
         results["speed"] = {k: r[k] for k in ("micrographs", "seconds", "micrographs_per_s")}
         results["speed"]["input_width"] = args.input_width
         # the same network run at EPicker's input width 1024 (fully convolutional)
-        from trainers.centernet.run import load_picker, pick_micrograph
+        from trainers.centernet.pick import load_picker, pick_micrograph
         from trainers.data import list_micrographs
 
         net, h = load_picker(ck)

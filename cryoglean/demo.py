@@ -37,22 +37,34 @@ def _geometry() -> tuple[float, int]:
 
 @dataclass
 class Step:
+    """One command; an argument may be a function, called when the step runs (a path that an
+    earlier step's output names, e.g. an export's image folder from its manifest)."""
+
     title: str
-    args: list[str]
+    args: list
     ok_codes: tuple[int, ...] = (0,)
+
+
+def _split_images(export: Path, split: str) -> str:
+    """The folder of an export's images of one split (from its manifest)."""
+    from converters.dataset import open_export
+
+    images = [p for p in open_export(export).micrographs(split)["image"] if p]
+    return str(Path(images[0]).parent)
 
 
 def _run(step: Step, index: int, total: int) -> float:
     from cryoglean.cli import main
 
+    args = [a() if callable(a) else a for a in step.args]
     click.secho(f"\n[{index}/{total}] {step.title}", bold=True)
-    click.echo("$ cryoglean " + " ".join(shlex.quote(a) for a in step.args))
+    click.echo("$ cryoglean " + " ".join(shlex.quote(a) for a in args))
     t0 = time.perf_counter()
-    rc = main(list(step.args))
+    rc = main(args)
     dt = time.perf_counter() - t0
     if rc not in step.ok_codes:
         raise click.ClickException(
-            f"demo step failed (exit {rc}): cryoglean {' '.join(step.args)}"
+            f"demo step failed (exit {rc}): cryoglean {' '.join(args)}"
         )
     click.secho(f"    done in {dt:.1f} s", fg="green")
     return dt
@@ -81,31 +93,32 @@ def build_steps(out: Path, quick: bool) -> list[Step]:
             ["export", fmt, "--db", str(db), "-o", str(exports / fmt), "--project",
              str(fac / "cryosparc" / "CS-cryoglean-demo"), "--seed", "0", "--force"],
         ))
+    # the picker trains on the export of its default format: the manifest gives the split,
+    # the labels' format and the particle diameter (nothing computed here)
+    from trainers.pickers import get as picker
+
+    fmt = picker("centernet").default_format()
+    export = str(exports / fmt)
     steps.append(Step(
         "Denoise the validation micrographs with PartiNet's stage 1",
-        ["denoise", "--source", str(exports / "thi" / "val" / "images"),
+        ["denoise", "--source", lambda: _split_images(exports / fmt, "val"),
          "--project", str(out / "partinet"), "--num_workers", "2"],
     ))
     epochs = "2" if quick else "40"
-    diameter, width = _geometry()
-    net_width = width // 2  # the network sees micrographs at half size: faster on a CPU
+    net_width = _geometry()[1] // 2  # the network sees them at half size: faster on a CPU
     steps += [
-        Step("Train the CenterNet picker briefly on the THI export (CPU)",
-             ["train", "centernet", "--data", str(exports / "thi" / "train" / "images"),
-              "--label", str(exports / "thi" / "train" / "labels"), "--label_type", "thi",
-              "--mode", "particle", "--exp_id", "demo", "--output", str(runs),
-              "--num_epoch", epochs, "--batch_size", "2", "--input_width", str(net_width),
-              "--particle_size", f"{diameter * net_width / width:.1f}", "--lr", "5e-4",
+        Step(f"Train the CenterNet picker briefly on the {fmt} export (CPU)",
+             ["train", "centernet", "--dataset", export, "--mode", "particle",
+              "--exp_id", "demo", "--output", str(runs), "--num_epoch", epochs,
+              "--batch_size", "2", "--input_width", str(net_width), "--lr", "5e-4",
               "--gpus", "-1", "--seed", "0"]),
         Step("Pick the held-out micrographs",
-             ["pick", "centernet", "--data", str(exports / "thi" / "val" / "images"),
+             ["pick", "centernet", "--dataset", export, "--split", "val",
               "--load_model", str(runs / "demo" / "weights" / "last.ckpt"),
-              "--output", str(picks), "--output_type", "thi", "--gpus", "-1", "--visual"]),
+              "--output", str(picks), "--output_type", fmt, "--gpus", "-1", "--visual"]),
         Step("Evaluate the picks against the curated labels",
-             ["evaluate", "--picks", str(picks), "--truth",
-              str(exports / "thi" / "val" / "labels"), "--picks-format", "thi",
-              "--truth-format", "thi", "--radius-frac", "0.5", "--diameter", f"{diameter:.1f}",
-              "--out", str(out / "evaluation")]),
+             ["evaluate", "--picks", str(picks), "--picks-format", fmt, "--truth", export,
+              "--split", "val", "--radius-frac", "0.5", "--out", str(out / "evaluation")]),
         Step("Write Slurm scripts for this dataset (export -> train -> pick -> evaluate)",
              ["slurm", "pipeline", "centernet", "--profile", "example", "-o",
               str(out / "slurm"), "--set", f"db={db}", "--set", f"workdir={out}"]),

@@ -333,6 +333,4 @@ def test_no_format_names_in_demo_and_trainers():
     hits = _format_names_in(REPO / "cryoglean" / "demo.py")
     for path in sorted((REPO / "trainers").rglob("*.py")):
         hits += _format_names_in(path)
-    if hits:
-        pytest.xfail("helper 'trainers' (issue 9) has not yet moved the demo's training step and "
-                     f"trainers/ onto the format spec: {'; '.join(hits[:8])}")
+    assert hits == []

@@ -6,8 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from converters.images import fourier_resize as _resize
 from trainers.augment import Augmenter, crop, hflip, inside, rot90, vflip
-from trainers.data import fourier_resize
+
+
+def fourier_resize(img, ny, nx):
+    return _resize(img, (ny, nx))
 
 
 def _marked(h=7, w=11):

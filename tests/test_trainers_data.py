@@ -10,7 +10,10 @@ from test_trainers_helpers import disc_image, use_registry, write_mrc
 
 def test_labels_scaled_to_input_width_and_unlabelled_skipped(tmp_path, monkeypatch):
     use_registry(monkeypatch)
-    from trainers.data import labelled_samples, samples_frame
+    import functools
+
+    from trainers.centernet.view import prepare
+    from trainers.core.dataset import labelled_samples, samples_frame
     from trainers.labels import write_labels
 
     (tmp_path / "img").mkdir()
@@ -22,7 +25,8 @@ def test_labels_scaled_to_input_width_and_unlabelled_skipped(tmp_path, monkeypat
     labels = pd.DataFrame({"micrograph": ["mic_a", "mic_b"], "x": [40.0, 20.0],
                            "y": [100.0, 30.0]})
     write_labels(labels, tmp_path / "lab", "thi")
-    s = labelled_samples(tmp_path / "img", tmp_path / "lab", "thi", input_width=96)
+    s = labelled_samples(tmp_path / "img", tmp_path / "lab", "thi",
+                         functools.partial(prepare, input_width=96))
     assert [x.prep.name for x in s] == ["mic_a", "mic_b"]
     a, b = s
     assert a.prep.image.shape == (128, 96) and a.prep.image.dtype == np.uint8
@@ -41,7 +45,7 @@ def test_labels_scaled_to_input_width_and_unlabelled_skipped(tmp_path, monkeypat
 
 
 def test_split_keys():
-    from trainers.data import split_keys
+    from trainers.core.dataset import split_keys
 
     keys = [f"m{i}" for i in range(10)]
     sp = split_keys(keys, 70, 20, 10, seed=1)
@@ -86,7 +90,7 @@ def test_fiber_densify_and_link():
 
 
 def test_edge_and_min_distance_are_at_the_1024_scale():
-    from trainers.centernet.task import to_input
+    from trainers.centernet.view import to_input
 
     assert to_input(25, {"input_width": 512}) == 12.5
     assert to_input(25, {"input_width": 1024}) == 25

@@ -19,11 +19,11 @@ from test_trainers_helpers import write_dataset
 
 SCRIPT = textwrap.dedent("""
     import sys
-    import trainers.base as base
+    import trainers.core.devices as devices
     from cryoglean.cli import main
 
-    base.parse_gpus = lambda gpus: {{"accelerator": "cpu", "devices": 2,
-                                     "strategy": base.DDP_STRATEGY}}
+    devices.parse_gpus = lambda gpus: {{"accelerator": "cpu", "devices": 2,
+                                        "strategy": devices.DDP_STRATEGY}}
     sys.exit(main(["train", "centernet", "--data", {img!r}, "--label", {lab!r},
                    "--label_type", "thi", "--mode", "particle", "--exp_id", "ddp",
                    "--output", {out!r}, "--gpus", "0,1", "--num_epoch", "2",

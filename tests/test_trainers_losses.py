@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trainers.centernet import losses as L  # noqa: E402
-from trainers.data import interleaved_batches  # noqa: E402
+from trainers.centernet.exemplar import interleaved_batches  # noqa: E402
 
 # pred: one centre (gt 1, p .5), one shell pixel (gt .5, p .2), two unlabelled (p .9, p .1)
 PRED = torch.tensor([[0.5, 0.2], [0.9, 0.1]])
@@ -86,11 +86,11 @@ def test_continual_terms():
 
 def test_interleaved_schedule():
     rng = np.random.default_rng(0)
-    b = interleaved_batches(20, 3, 2, 8, rng)  # 10 new batches > 8: exemplar pass after 8
+    b = interleaved_batches(20, 3, 2, rng, every=8)  # 10 new batches > 8: exemplar pass after 8
     kinds = ["ex" if min(x) >= 20 else "new" for x in b]
     assert kinds == ["new"] * 8 + ["ex", "ex"] + ["new"] * 2
     assert sorted(i for x in b if min(x) >= 20 for i in x) == [20, 21, 22]
     assert sorted(i for x in b if min(x) < 20 for i in x) == list(range(20))
-    b = interleaved_batches(6, 5, 4, 8, rng)  # 2 new batches <= 8: one pass at the end
+    b = interleaved_batches(6, 5, 4, rng, every=8)  # 2 new batches <= 8: one pass at the end
     kinds = ["ex" if min(x) >= 6 else "new" for x in b]
     assert kinds == ["new", "new", "ex", "ex"]

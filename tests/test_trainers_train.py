@@ -32,7 +32,8 @@ def test_overfit_bright_discs(tmp_path, monkeypatch):
     """Loss falls and picking finds the discs (F1 >= 0.9 at radius 0.5 x diameter)."""
     use_registry(monkeypatch)
     from trainers.centernet.options import PickOptions
-    from trainers.centernet.run import load_picker, pick_micrograph, train_centernet
+    from trainers.centernet.pick import load_picker, pick_micrograph
+    from trainers.centernet.train import train_centernet
     from trainers.evaluate import evaluate_picks
 
     img, lab, truth = write_dataset(tmp_path / "d", n_mics=2, n=128, count=5, radius=6, seed=1)
@@ -51,7 +52,7 @@ def test_overfit_bright_discs(tmp_path, monkeypatch):
 
 def test_resume_continues_epochs(tmp_path, monkeypatch):
     use_registry(monkeypatch)
-    from trainers.centernet.run import train_centernet
+    from trainers.centernet.train import train_centernet
 
     img, lab, _ = write_dataset(tmp_path / "d", n_mics=2, n=128, count=3, radius=6)
     a = train_centernet(_opts(tmp_path, img, lab, "a", num_epoch=1))
@@ -75,7 +76,7 @@ def test_resume_continues_epochs(tmp_path, monkeypatch):
 def test_continual_exemplars_and_loss_terms(tmp_path, monkeypatch):
     use_registry(monkeypatch)
     from trainers.centernet.exemplar import read_index
-    from trainers.centernet.run import train_centernet
+    from trainers.centernet.train import train_centernet
 
     imgA, labA, truthA = write_dataset(tmp_path / "A", n_mics=3, n=128, count=4, radius=6)
     imgB, labB, _ = write_dataset(tmp_path / "B", n_mics=2, n=128, count=3, radius=5, seed=7)

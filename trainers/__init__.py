@@ -1,8 +1,9 @@
 """trainers: Lightning pickers reading exported datasets, picking, and evaluation.
 
-``data`` (micrographs + registry labels → samples at the network input scale, DataModule),
-``augment`` (crops, flips, rotations moving coordinates with the image), ``base`` (the one
-Lightning task pickers subclass, and the run driver), ``evaluate`` (Hungarian matching,
-P/R/F1, AUPRC, RMSE), ``plots``, ``labels`` (registry I/O), ``cli`` / ``evaluate_cli``
-(commands), ``centernet/`` (the EPicker-like picker).
+``pickers`` (the table of pickers) → ``cli`` (``train``/``pick`` commands built from it);
+``core/`` (picker-neutral: option declarations, devices, the dataset opened by an export's
+manifest or plain folders, DataModule, base Lightning task, run driver, checkpoints, the pick
+loop); ``centernet/`` (the EPicker-like picker); ``data`` (micrograph files), ``labels``
+(registry I/O), ``augment`` (crops, flips, rotations moving coordinates with the image),
+``evaluate`` (2D/3D Hungarian matching, P/R/F1, AUPRC, RMSE), ``plots``, ``evaluate_cli``.
 """

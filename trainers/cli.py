@@ -1,7 +1,10 @@
-"""``cryoglean train …`` and ``cryoglean pick …``: thin click shells over the library.
+"""``cryoglean train …`` and ``cryoglean pick …``, built from the table of pickers
+(:mod:`trainers.pickers`): one subcommand per picker, one click option per field of its option
+dataclass, with the help the field carries.
 
-Only click and the options module (plain dataclasses) are imported at the top; torch and
-Lightning load when a command runs.
+Only click and the option declarations (plain dataclasses) are imported here; torch and
+Lightning load when a command runs. Library errors propagate (``cryoglean.cli.main`` turns
+them into one line).
 """
 
 from __future__ import annotations
@@ -12,18 +15,13 @@ import typing
 
 import click
 
-from trainers.centernet.options import HELP, PICK_HELP, PickOptions, TrainOptions
+from trainers import pickers
 
 CTX = {"max_content_width": 100, "help_option_names": ["-h", "--help"]}
 _TYPES = {"int": int, "float": float, "str": str}
-REQUIRED = {
-    TrainOptions: ("data", "label", "label_type", "mode", "exp_id"),
-    PickOptions: ("data", "load_model", "output", "output_type"),
-}
-CHOICES = {"mode": ["particle", "vesicle", "fiber"]}
 
 
-def _base_type(annotation: str):
+def _base_type(annotation) -> type:
     names = [t.strip() for t in str(annotation).split("|") if t.strip() != "None"]
     return _TYPES.get(names[0], str) if names else str
 
@@ -37,14 +35,15 @@ def options_from(cls, skip=()):
             if fld.name in skip:
                 continue
             name = f"--{fld.name}"
-            help_ = (PICK_HELP if cls is PickOptions else HELP).get(fld.name, "")
+            meta = fld.metadata
+            help_ = meta.get("help", "")
             if hints[fld.name] is bool:
                 f = click.option(name, fld.name, is_flag=True, default=False, help=help_)(f)
                 continue
             typ = _base_type(fld.type)
-            if fld.name in CHOICES:
-                typ = click.Choice(CHOICES[fld.name])
-            required = fld.name in REQUIRED[cls]
+            if meta.get("choices"):
+                typ = click.Choice(list(meta["choices"]))
+            required = bool(meta.get("required"))
             f = click.option(
                 name, fld.name, type=typ, required=required,
                 default=None if required else fld.default,
@@ -56,54 +55,55 @@ def options_from(cls, skip=()):
     return deco
 
 
-@click.group("train", context_settings=CTX)
+def _train_command(spec) -> click.Command:
+    @click.command(spec.name, context_settings=CTX, help=spec.train_help)
+    @options_from(spec.train_options)
+    def command(**kw):
+        summary = spec.entry("train")(spec.train_options.from_dict(kw))
+        click.echo(json.dumps(summary, indent=1, default=str))
+
+    return command
+
+
+def _pick_command(spec) -> click.Command:
+    @click.command(spec.name, context_settings=CTX, help=spec.pick_help)
+    @options_from(spec.pick_options)
+    def command(**kw):
+        s = spec.entry("pick")(spec.pick_options.from_dict(kw))
+        click.echo(f"{s['micrographs']} micrographs, {s['picks']} picks, "
+                   f"{s['micrographs_per_s']:.2f} micrographs/s")
+
+    return command
+
+
+class PickerGroup(click.Group):
+    """A group whose subcommands are the pickers of the table, read when the group is used
+    (so a picker added to the table, e.g. by a test, appears without re-importing)."""
+
+    def __init__(self, *args, make=None, **kw):
+        super().__init__(*args, **kw)
+        self._make = make
+        self._built: dict[str, tuple] = {}  # name -> (spec, command): one command per spec
+
+    def list_commands(self, ctx):
+        return pickers.names()
+
+    def get_command(self, ctx, name):
+        if name not in pickers.PICKERS:
+            return None
+        spec = pickers.get(name)
+        built = self._built.get(name)
+        if built is None or built[0] is not spec:
+            built = self._built[name] = (spec, self._make(spec))
+        return built[1]
+
+
+@click.group("train", cls=PickerGroup, make=_train_command, context_settings=CTX)
 def train_group():
-    """Train one of cryoglean's pickers on micrographs and label files."""
+    """Train one of cryoglean's pickers on an export (--dataset) or on micrographs and label
+    files."""
 
 
-@click.group("pick", context_settings=CTX)
+@click.group("pick", cls=PickerGroup, make=_pick_command, context_settings=CTX)
 def pick_group():
     """Pick particles with a trained cryoglean picker."""
-
-
-@train_group.command("centernet", context_settings=CTX)
-@options_from(TrainOptions)
-def train_centernet_command(**kw):
-    """EPicker-like CenterNet picker (particles, vesicles or fibers).
-
-    \b
-    Three ways to train (as EPicker):
-      from scratch:  --data D --label L --label_type thi --mode particle --exp_id run1
-      fine-tune:     ... --load_model runs/run1/weights/best.ckpt
-      continual:     ... --load_model CKPT --continual --load_exemplar OLD_EX
-                         --output_exemplar NEW_EX --sampling_size 200
-    Sparse labels (only some particles labelled): --sparse_anno, or --pu_prior P.
-    The run directory OUTPUT/EXP_ID gets options.yaml, hparams.yaml, metrics.csv,
-    weights/best.ckpt, weights/last.ckpt and loss/PR/F1 plots.
-    """
-    from trainers.centernet.run import train_centernet
-
-    opts = TrainOptions.from_dict(kw)
-    try:
-        summary = train_centernet(opts)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps(summary, indent=1, default=str))
-
-
-@pick_group.command("centernet", context_settings=CTX)
-@options_from(PickOptions)
-def pick_centernet_command(**kw):
-    """Pick micrographs with a CenterNet checkpoint; one label file per micrograph in --output,
-    coordinates in px of the micrograph files."""
-    from trainers.centernet.run import pick_centernet
-
-    opts = PickOptions.from_dict(kw)
-    try:
-        summary = pick_centernet(opts)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(
-        f"{summary['micrographs']} micrographs, {summary['picks']} picks, "
-        f"{summary['micrographs_per_s']:.2f} micrographs/s"
-    )

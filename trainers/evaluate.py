@@ -4,7 +4,9 @@ Conventions (pickers.md §G; formulas from Topaz ``topaz/algorithms.py::match_co
 ``topaz/metrics.py::precision_recall_curve``, re-implemented here):
 
 * Coordinates are pixels of the micrograph both tables refer to (DESIGN frame: x = column,
-  y = row). Both tables must be in the same pixel frame; nothing is rescaled here.
+  y = row; 3D adds z = section, in voxels). Both tables must be in the same pixel frame;
+  nothing is rescaled here. Matching is 3D when both tables have a ``z`` column with values,
+  2D otherwise (``summary['dims']`` says which).
 * Matching, per micrograph: ``scipy.optimize.linear_sum_assignment`` on the cost
   ``min(0, d² − r²)``, i.e. it maximises Σ(r² − d²) over pick/target pairs closer than ``r``;
   an assigned pair with cost < 0 (d < r) is a true positive. Each pick and each target is used
@@ -75,15 +77,20 @@ class EvalResult:
 def match_picks(
     picks_xy: np.ndarray, truth_xy: np.ndarray, radius: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hungarian matching of picks to targets within ``radius`` px (Topaz's cost).
+    """Hungarian matching of picks to targets within ``radius`` px (Topaz's cost), on
+    (n, 2) or (n, 3) coordinates (both the same width).
 
     Returns ``(matched, target_index, dist)``: per pick, a bool, the index of its target (−1 when
     unmatched) and the distance to it (NaN when unmatched).
     """
     from scipy.optimize import linear_sum_assignment
 
-    picks_xy = np.asarray(picks_xy, dtype=np.float64).reshape(-1, 2)
-    truth_xy = np.asarray(truth_xy, dtype=np.float64).reshape(-1, 2)
+    picks_xy = np.asarray(picks_xy, dtype=np.float64)
+    truth_xy = np.asarray(truth_xy, dtype=np.float64)
+    shaped = [a.shape[-1] for a in (picks_xy, truth_xy) if a.ndim == 2 and a.size]
+    dims = shaped[0] if shaped else 2
+    picks_xy = picks_xy.reshape(-1, dims)
+    truth_xy = truth_xy.reshape(-1, dims)
     n = len(picks_xy)
     matched = np.zeros(n, dtype=bool)
     target = np.full(n, -1, dtype=np.int64)
@@ -154,6 +161,10 @@ def _check(frame: pd.DataFrame, name: str, need: tuple[str, ...]) -> pd.DataFram
     return frame
 
 
+def _has_z(frame: pd.DataFrame) -> bool:
+    return "z" in frame.columns and bool(frame["z"].notna().any())
+
+
 def evaluate_picks(
     picks: pd.DataFrame,
     truth: pd.DataFrame,
@@ -161,8 +172,9 @@ def evaluate_picks(
     threshold: float | None = None,
     micrographs: Iterable[str] | None = None,
 ) -> EvalResult:
-    """Score ``picks`` (DataFrame[micrograph, x, y, score]) against ``truth``
-    (DataFrame[micrograph, x, y]); x, y in px of the same micrographs (DESIGN frame).
+    """Score ``picks`` (DataFrame[micrograph, x, y, (z), score]) against ``truth``
+    (DataFrame[micrograph, x, y, (z)]); px of the same micrographs or tomograms (DESIGN
+    frame). Distances are 3D when both have ``z`` values, else 2D.
 
     ``radius`` (px): a pick matches a target closer than this. ``threshold``: score threshold
     for the point P/R/F1 (None: all picks count). ``micrographs``: which micrographs to score
@@ -176,6 +188,7 @@ def evaluate_picks(
     truth = _check(truth, "truth", ("micrograph", "x", "y")).copy()
     if "score" not in picks.columns:
         picks["score"] = 1.0
+    coords = ["x", "y", "z"] if _has_z(picks) and _has_z(truth) else ["x", "y"]
     picks["score"] = picks["score"].astype(np.float64).fillna(-np.inf)
     picks["_key"] = [micrograph_key(m) for m in picks["micrograph"].astype(str)]
     truth["_key"] = [micrograph_key(m) for m in truth["micrograph"].astype(str)]
@@ -192,8 +205,8 @@ def evaluate_picks(
     for key in keys:
         p = p_groups.get(key, empty)
         t = t_groups.get(key, truth.iloc[0:0])
-        pxy = p[["x", "y"]].to_numpy(np.float64)
-        txy = t[["x", "y"]].to_numpy(np.float64)
+        pxy = p[coords].to_numpy(np.float64)
+        txy = t[coords].to_numpy(np.float64)
         sc = p["score"].to_numpy(np.float64)
         matched, _, dist = match_picks(pxy, txy, radius)
         all_matched.append(matched)
@@ -247,6 +260,7 @@ def evaluate_picks(
         best_f1, best_thr = 0.0, float("nan")
     summary = {
         "averaging": "micro (all micrographs pooled)",
+        "dims": len(coords),
         "radius": float(radius),
         "threshold": None if threshold is None else float(threshold),
         "micrographs": len(keys),

@@ -1,8 +1,9 @@
 """Label I/O for the trainers, always through the format registry (``converters.registry``).
 
-EPicker's ``--label_type``/``--output_type`` values (thi, star, box, coord) are registry format
-names; any other 2D registry name works too. ``coord`` is EPicker's per-micrograph ``.coord``;
-a single Topaz table (``.txt``/``.tab``) given with ``coord`` is read as ``topaz``.
+``--label_type``/``--output_type`` values are registry format names; the trainers name no
+format themselves. A format whose reader needs side information (``FormatSpec.read_needs``,
+e.g. image sizes to undo normalised coordinates) gets it here: ``image_size={stem: (nx, ny)}``
+from an export's manifest or from the micrograph files.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from pathlib import Path
 import pandas as pd
 
 from harvest.conventions import micrograph_key
-
-TOPAZ_SUFFIXES = (".txt", ".tab")
 
 
 class LabelError(ValueError):
@@ -27,13 +26,19 @@ def registry():
 
 
 def format_name(label_type: str, path: str | Path | None = None) -> str:
-    """Registry format for an EPicker label type or registry name (ValueError with close-match
-    suggestions from the registry for an unknown one)."""
-    if label_type == "coord" and path is not None:
+    """Registry format for a format name (ValueError with close-match suggestions from the
+    registry for an unknown one). A single label file whose extension the named format does
+    not use is read as the format its content shows (e.g. a Topaz table given as EPicker's
+    ``coord``)."""
+    name = registry().get(label_type).name
+    if path is not None:
         p = Path(path)
-        if p.is_file() and p.suffix.lower() in TOPAZ_SUFFIXES:
-            return "topaz"
-    return registry().get(label_type).name
+        if p.is_file() and p.suffix.lower() not in registry().get(name).extensions:
+            try:
+                return registry().guess_format(p)
+            except ValueError:
+                return name
+    return name
 
 
 def extensions(fmt: str) -> tuple[str, ...]:
@@ -53,24 +58,104 @@ def _guess(path: Path) -> str | None:
     return None
 
 
-def read_labels(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
+def _guess_quiet(path: Path) -> str | None:
+    try:
+        return _guess(path)
+    except ValueError:
+        return None  # the registry's reader says what is wrong
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(nx, ny)`` of a micrograph file (MRC: header only)."""
+    p = Path(path)
+    if p.suffix.lower() in (".mrc", ".mrcs"):
+        from converters.images import micrograph_shape
+
+        return micrograph_shape(p)
+    from trainers.data import read_image
+
+    ny, nx = read_image(p).shape[-2:]
+    return int(nx), int(ny)
+
+
+def sizes_from_images(folder: str | Path) -> dict[str, tuple[int, int]]:
+    """``{stem: (nx, ny)}`` of the micrographs of a folder (keyed by stem and by key)."""
+    from trainers.data import list_micrographs
+
+    sizes = {}
+    for f in list_micrographs(folder):
+        size = image_size(f)
+        sizes[f.stem] = size
+        sizes.setdefault(micrograph_key(f.name), size)
+    return sizes
+
+
+def sizes_from_manifest(path: str | Path, levels: int = 3) -> dict[str, tuple[int, int]] | None:
+    """``{stem: (out_nx, out_ny)}`` of the export that holds ``path`` (its directory or one of
+    ``levels`` parents has a manifest.json); None when there is none."""
+    from converters.dataset import is_export, open_export
+
+    p = Path(path).resolve()
+    for d in [p, *list(p.parents)[:levels]]:
+        if d.is_dir() and is_export(d):
+            mics = open_export(d).micrographs()
+            return {str(r.stem): (int(r.out_nx), int(r.out_ny)) for r in mics.itertuples()
+                    if r.out_nx == r.out_nx and r.out_ny == r.out_ny}
+    return None
+
+
+def read_options(path: str | Path, fmt: str | None, images=None, image_sizes=None) -> dict:
+    """Keyword arguments the registry reader of ``fmt`` needs (its ``read_needs``): image
+    sizes from ``image_sizes``, else the micrographs in ``images``, else the manifest of an
+    export around ``path``; LabelError naming what is missing otherwise."""
+    if fmt is None:
+        return {}
+    needs = registry().get(fmt).read_needs
+    opts = {}
+    if "image_size" in needs:
+        sizes = image_sizes
+        if sizes is None and images is not None:
+            sizes = sizes_from_images(images)
+        if sizes is None:
+            sizes = sizes_from_manifest(path)
+        if sizes is None:
+            raise LabelError(
+                f"{path}: {fmt} labels are normalised to the image size, which is unknown here; "
+                "give the micrographs (--images DIR / --data DIR) or read labels inside an "
+                "export (manifest.json)"
+            )
+        opts["image_size"] = sizes
+    unknown = set(needs) - {"image_size"}
+    if unknown:
+        raise LabelError(f"{path}: format {fmt} needs {sorted(unknown)} to be read, which the "
+                         "trainers cannot supply")
+    return opts
+
+
+def read_labels(path: str | Path, fmt: str | None = None, images=None,
+                image_sizes=None) -> pd.DataFrame:
     """Picks from a label file or a directory of per-micrograph label files (registry formats).
 
     Returns the registry's pivot frame (``micrograph, x, y`` in px of the labelled micrograph,
-    DESIGN frame, plus optional ``score, diameter, radius, filament``) with a ``key`` column
-    (:func:`micrograph_key` of ``micrograph``).
+    DESIGN frame, plus optional ``score, diameter, radius, filament, z``) with a ``key`` column
+    (:func:`micrograph_key` of ``micrograph``). ``images`` / ``image_sizes``: see
+    :func:`read_options`.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such label file or directory")
     fmt = format_name(fmt, path) if fmt else None
-    df = registry().read_picks(str(path), fmt).copy()
+    guessed = fmt or _guess_quiet(path)
+    opts = read_options(path, guessed, images, image_sizes)
+    df = registry().read_picks(str(path), fmt, **opts).copy()
     df["key"] = [micrograph_key(str(m)) for m in df["micrograph"]] if len(df) else []
     return df
 
 
-def label_micrographs(path: str | Path, fmt: str | None = None) -> list[str]:
-    """Micrograph keys a label location covers, including per-micrograph files with no picks."""
+def label_micrographs(path: str | Path, fmt: str | None = None,
+                      labels: pd.DataFrame | None = None, images=None) -> list[str]:
+    """Micrograph keys a label location covers, including per-micrograph files with no picks
+    (``labels``: the frame :func:`read_labels` already returned, so nothing is read twice)."""
     path = Path(path)
     keys: set[str] = set()
     if path.is_dir():
@@ -82,7 +167,9 @@ def label_micrographs(path: str | Path, fmt: str | None = None) -> list[str]:
                 for f in path.iterdir():
                     if f.is_file() and f.suffix.lower() in exts:
                         keys.add(micrograph_key(f.stem))
-    keys.update(read_labels(path, fmt)["key"].tolist())
+    if labels is None:
+        labels = read_labels(path, fmt, images=images)
+    keys.update(labels["key"].tolist())
     return sorted(keys)
 
 

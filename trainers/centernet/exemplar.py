@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainers.data import Sample
+from trainers.core.dataset import Sample
 
 
 def select_exemplars(samples: list[Sample], sampling_size: int) -> list[Sample]:
@@ -38,7 +38,7 @@ def write_exemplars(
     import mrcfile
 
     from trainers.data import read_image
-    from trainers.labels import format_name, write_labels
+    from trainers.labels import format_name, registry, write_labels
 
     dest = Path(dest)
     (dest / "images").mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,9 @@ def write_exemplars(
             picks["radius"] = s.radius / s.prep.sx
         if (s.group >= 0).any():
             picks["filament"] = s.group
-        write_labels(picks, dest / "labels", fmt, micrographs=[name])
+        sized = "image_size" in registry().get(fmt).read_needs  # normalised coordinates
+        extra = {"image_size": {name: (img.shape[1], img.shape[0])}} if sized else {}
+        write_labels(picks, dest / "labels", fmt, micrographs=[name], **extra)
         entries.append({"name": name, "source": str(s.prep.path), "particles": int(len(s.xy))})
     (dest / "exemplar.json").write_text(
         json.dumps({"label_type": label_type, "entries": entries}, indent=1)
@@ -84,11 +86,32 @@ def read_index(folder: str | Path) -> list[dict]:
     return json.loads(path.read_text())["entries"]
 
 
-def load_exemplars(folder: str | Path, input_width: int) -> list[Sample]:
-    """Exemplar samples of a folder, prepared at ``input_width``."""
-    from trainers.data import labelled_samples
+def load_exemplars(folder: str | Path, view) -> list[Sample]:
+    """Exemplar samples of a folder through the picker's ``view`` (path → Prepared)."""
+    from trainers.core.dataset import labelled_samples
 
     folder = Path(folder)
-    label_type = json.loads((folder / "exemplar.json").read_text())["label_type"]
     read_index(folder)
-    return labelled_samples(folder / "images", folder / "labels", label_type, input_width)
+    label_type = json.loads((folder / "exemplar.json").read_text())["label_type"]
+    return labelled_samples(folder / "images", folder / "labels", label_type, view)
+
+
+def interleaved_batches(n_new: int, n_ex: int, batch_size: int, rng, every: int = 8
+                        ) -> list[list[int]]:
+    """EPicker's replay schedule (pickers.md §D2) as index batches over
+    ``ConcatDataset([new, exemplar])``: new-data batches, and after every ``every`` of them one
+    full pass over the exemplars (batch size ``min(n_ex, batch_size)``); ``every`` is 8 when an
+    epoch has more than 8 new batches, else the exemplar pass comes once, at the end."""
+    order = rng.permutation(n_new)
+    new = [order[i : i + batch_size].tolist() for i in range(0, n_new, batch_size)]
+    if n_ex == 0:
+        return new
+    eb = max(1, min(n_ex, batch_size))
+    every = every if len(new) > every else len(new)
+    out: list[list[int]] = []
+    for j, b in enumerate(new, 1):
+        out.append(b)
+        if j % every == 0:
+            ex = rng.permutation(n_ex) + n_new
+            out.extend(ex[i : i + eb].tolist() for i in range(0, n_ex, eb))
+    return out

@@ -1,25 +1,20 @@
 """CenterNet picker task (EPicker-like): network, losses per mode, continual-learning terms and
-decoding, on top of :class:`trainers.base.BasePickerTask`."""
+decoding, on top of :class:`trainers.core.task.BasePickerTask`."""
 
 from __future__ import annotations
 
 import torch
 
-from trainers.base import BasePickerTask
 from trainers.centernet import losses as L
 from trainers.centernet.decode import decode
 from trainers.centernet.network import CenterNet
+from trainers.centernet.view import to_input
+from trainers.core.task import BasePickerTask
 
 # EPicker's continual-learning coefficients (pickers.md §D2)
 DISTILL_WEIGHT = 0.1
 ANCHOR_WEIGHT = 0.01
 SIZE_WEIGHT = 0.1  # vesicle mode: L = hm + 0.1·wh + off
-
-
-def to_input(px_at_1024: float, h: dict) -> float:
-    """A distance given at EPicker's 1024-px-wide scale (--edge, --min_distance) in px of the
-    network input (width ``input_width``)."""
-    return float(px_at_1024) * int(h.get("input_width", 1024)) / 1024.0
 
 
 class CenterNetTask(BasePickerTask):
@@ -49,6 +44,18 @@ class CenterNetTask(BasePickerTask):
             self.old_net.eval()  # frozen BN statistics
         return self
 
+    def eval_diameter(self) -> float:
+        return float(self.hparams["particle_size"])
+
+    def val_threshold(self) -> float | None:
+        return self.hparams.get("vis_thresh") or None
+
+    def schedule(self, optimizer):
+        steps = [int(s) for s in str(self.hparams.get("lr_step") or "").split(",") if s.strip()]
+        if not steps:
+            return None
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=0.1)
+
     def heatmap_loss(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         h = self.hparams
         if h.get("pu_prior"):
@@ -59,7 +66,7 @@ class CenterNetTask(BasePickerTask):
 
     def compute_loss(self, out, batch):
         pred = L.prob(out["hm"])
-        is_ex = bool(batch["exemplar"].max() > 0) if "exemplar" in batch else False
+        is_ex = bool(batch["replay"].max() > 0) if "replay" in batch else False
         # replayed exemplars are fully labelled: plain focal loss on them
         hm = L.focal_loss(pred, batch["hm"]) if is_ex else self.heatmap_loss(pred, batch["hm"])
         off = L.reg_l1(out["reg"], batch["mask"], batch["ind"], batch["reg"])

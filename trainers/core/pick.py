@@ -1,0 +1,119 @@
+"""The generic pick loop: micrographs of a folder (or one ``--shard`` of them) → a picker's
+``pick_one`` → one label file per micrograph through the format registry.
+
+Imports no Lightning (picking starts fast); a picker supplies only ``pick_one(path)`` returning
+its picks in px of that micrograph file (DESIGN frame).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+
+def parse_shard(shard: str | None, n: int) -> list[int]:
+    """``K/N`` → indices of the K-th (0-based) of N contiguous chunks of ``n`` items (the rule
+    of :mod:`converters.shard`, shared with ``cryoglean denoise``); all indices without K/N."""
+    from converters.shard import parse_shard as parse
+    from converters.shard import shard_items
+
+    if not shard:
+        return list(range(n))
+    k, m = parse(shard)
+    return shard_items(range(n), k, m)
+
+
+def show_progress(quiet: bool) -> bool:
+    import sys
+
+    return (not quiet) and sys.stderr.isatty()
+
+
+def write_picks_file(df: pd.DataFrame, out: Path, fmt: str, stem: str,
+                     image_size: tuple[int, int] | None = None) -> None:
+    """One label file per micrograph (an empty one when there are no picks); ``image_size``
+    ``(nx, ny)`` for formats that store coordinates relative to it."""
+    from trainers.labels import write_labels
+
+    opts = {"image_size": {stem: image_size}} if image_size is not None else {}
+    write_labels(df, out, fmt, micrographs=[stem], **opts)
+
+
+def _draw(path: Path, df: pd.DataFrame, dest: Path) -> None:
+    from trainers.data import read_image
+    from trainers.plots import plot_picks
+
+    if "radius" in df:
+        r = df["radius"]
+    elif "diameter" in df:
+        r = df["diameter"] / 2
+    else:
+        r = pd.Series([4.0] * len(df))
+    plot_picks(read_image(path), df[["x", "y"]].to_numpy(), dest,
+               float(r.median()) if len(df) else 4.0)
+
+
+def micrograph_files(data=None, dataset=None, split=None) -> list[Path]:
+    """The micrographs to pick, sorted: the image files of folder ``data``, or the images of an
+    export ``dataset`` (its manifest; only ``split`` when given)."""
+    from trainers.data import DataError, list_micrographs
+
+    if bool(data) == bool(dataset):
+        raise DataError("give the micrographs to pick: --data DIR or --dataset OUT (an export)")
+    if split and not dataset:
+        raise DataError("--split needs --dataset (it selects micrographs of an export)")
+    if data:
+        return list_micrographs(data)
+    from converters.dataset import open_export
+
+    mics = open_export(dataset).micrographs(split)
+    files = sorted(Path(p) for p in mics["image"] if p)
+    if not files:
+        raise DataError(f"{dataset}: no micrograph images{f' in split {split}' if split else ''} "
+                        "(export with images, or pick the originals with --data)")
+    return files
+
+
+def pick_folder(
+    pick_one: Callable[[Path], pd.DataFrame],
+    data: str | Path | None,
+    output: str | Path,
+    output_type: str,
+    shard: str | None = None,
+    visual: bool = False,
+    quiet: bool = False,
+    dataset: str | Path | None = None,
+    split: str | None = None,
+) -> dict:
+    """Pick every micrograph of ``data`` (or of export ``dataset``, see
+    :func:`micrograph_files`; or shard ``K/N`` of the sorted list) with ``pick_one`` and write
+    one ``output_type`` label file per micrograph into ``output`` (``visual``: also
+    ``<stem>.png`` with the picks drawn). Returns counts and timing."""
+    from tqdm import tqdm
+
+    from trainers.labels import format_name
+
+    if not output_type:
+        raise ValueError("--output_type is needed: the registry format of the written picks")
+    from trainers.labels import image_size, registry
+
+    fmt = format_name(output_type)
+    # a format that needs image sizes to read its coordinates needs them to write them too
+    sized = "image_size" in registry().get(fmt).read_needs
+    files = micrograph_files(data, dataset, split)
+    files = [files[i] for i in parse_shard(shard, len(files))]
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    total, t0 = 0, time.time()
+    for f in tqdm(files, desc="pick", disable=not show_progress(quiet)):
+        df = pick_one(f)
+        total += len(df)
+        write_picks_file(df, out, fmt, f.stem, image_size(f) if sized else None)
+        if visual:
+            _draw(f, df, out / f"{f.stem}.png")
+    dt = time.time() - t0
+    return {"micrographs": len(files), "picks": total, "seconds": dt,
+            "micrographs_per_s": len(files) / dt if dt > 0 else float("nan")}
