@@ -1,0 +1,94 @@
+"""Start-up of a pick task: wall time from the command to its first (and only) micrograph.
+
+    .venv/bin/python benchmarks/bench_startup.py [--repeat 5]
+
+Every Slurm array shard of ``pick`` pays its start-up again, so it is measured alone: a tiny
+CenterNet checkpoint is trained once (one epoch on two generated micrographs, through the
+real ``cryoglean train centernet`` of this checkout), then ``cryoglean pick centernet`` picks one
+576×448 micrograph ``--repeat`` times in fresh processes. Rows: the whole command, the bare
+``python -c pass``, and the import of the pick entry point alone (``-X importtime`` is not
+needed: wall time of the import in a fresh interpreter), plus whether pytorch_lightning was
+loaded. Run it on two versions with ``benchmarks/before_after.py`` for a before/after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cryoglean.cli", *args]
+
+
+def _median_wall(cmd: list[str], repeat: int, env: dict) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=REPO)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args(argv)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        subprocess.run(_cli("demo-data", str(tmp / "fac"), "--force"), check=True, env=env,
+                       capture_output=True, cwd=REPO)
+        mics = sorted((tmp / "fac").rglob("*.mrc"))
+        mics = [m for m in mics if "micrographs" in m.parts][:2]
+        data = tmp / "data"
+        data.mkdir()
+        for m in mics:
+            os.symlink(m, data / m.name)
+        labels = tmp / "labels"
+        labels.mkdir()
+        for m in mics:  # one label per micrograph is enough for a start-up measurement
+            (labels / f"{m.stem}.star").write_text(
+                "\ndata_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n100.0 100.0\n")
+        subprocess.run(_cli("train", "centernet", "--data", str(data), "--label", str(labels),
+                            "--label_type", "star", "--exp_id", "tiny", "--output",
+                            str(tmp / "runs"), "--num_epoch", "1", "--gpus", "-1",
+                            "--val_pct", "0", "--test_pct", "0", "--input_width", "256"),
+                       check=True, env=env, capture_output=True, cwd=REPO)
+        ckpt = tmp / "runs" / "tiny" / "weights" / "last.ckpt"
+        one = tmp / "one"
+        one.mkdir()
+        os.symlink(mics[0], one / mics[0].name)
+        pick = _cli("pick", "centernet", "--data", str(one), "--load_model", str(ckpt),
+                    "--output", str(tmp / "picks"), "--output_type", "star", "--gpus", "-1")
+        t_pick = _median_wall(pick, args.repeat, env)
+        t_py = _median_wall([sys.executable, "-c", "pass"], args.repeat, env)
+        probe = ("import sys, time, json; t=time.perf_counter(); "
+                 "import cryoglean.cli, importlib; "
+                 "g = cryoglean.cli.cli.get_command(None, 'pick'); "
+                 "c = g.get_command(None, 'centernet') if hasattr(g, 'get_command') else g; "
+                 "print(json.dumps({'s': time.perf_counter()-t, "
+                 "'lightning': 'pytorch_lightning' in sys.modules}))")
+        res = json.loads(subprocess.run([sys.executable, "-c", probe], check=True, env=env,
+                                        capture_output=True, text=True,
+                                        cwd=REPO).stdout.strip().splitlines()[-1])
+    print("| step | median wall s |")
+    print("|---|---:|")
+    print(f"| `python -c pass` | {t_py:.2f} |")
+    print(f"| loading the pick command (`pick centernet`) | {res['s']:.2f} |")
+    print(f"| `cryoglean pick centernet`, one 576×448 micrograph, command to exit | {t_pick:.2f} |")
+    print(f"\npytorch_lightning imported by loading the pick command: {res['lightning']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
