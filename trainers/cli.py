@@ -43,6 +43,10 @@ def options_from(cls, skip=()):
             typ = _base_type(fld.type)
             if meta.get("choices"):
                 typ = click.Choice(list(meta["choices"]))
+            elif meta.get("range") and typ in (int, float):
+                lo, hi, lo_open = meta["range"]
+                rng = click.IntRange if typ is int else click.FloatRange
+                typ = rng(lo, hi, min_open=lo_open) if typ is float else rng(lo, hi)
             required = bool(meta.get("required"))
             f = click.option(
                 name, fld.name, type=typ, required=required,

@@ -13,12 +13,17 @@ from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 
-def opt(default=None, help: str = "", required: bool = False, choices=None):  # noqa: A002
+def opt(default=None, help: str = "", required: bool = False, choices=None,  # noqa: A002
+        min=None, max=None, min_open: bool = False):  # noqa: A002
     """A dataclass field with its CLI help (``metadata``): ``required`` options have no
-    default on the command line; ``choices`` restricts the values."""
+    default on the command line; ``choices`` restricts the values; ``min``/``max`` bound a
+    number (``min_open``: strictly greater than ``min``), checked by the command line parser
+    so that ``--batch_size 0`` is one clear line, not a failure deep in training."""
     meta = {"help": help, "required": required}
     if choices is not None:
         meta["choices"] = tuple(choices)
+    if min is not None or max is not None:
+        meta["range"] = (min, max, bool(min_open))
     return field(default=default, metadata=meta)
 
 
@@ -67,19 +72,19 @@ class TrainOptions(_Options):
                        "counter continues).")
     seed: int = opt(317, "Random seed (Python, numpy, torch).")
     train_pct: float = opt(70.0, "Percent of micrographs for training when neither --dataset "
-                           "(its manifest split) nor --val_data is given.")
+                           "(its manifest split) nor --val_data is given.", min=0, max=100)
     val_pct: float = opt(20.0, "Percent for validation (picks scored each epoch; best.ckpt by "
-                         "best F1).")
+                         "best F1).", min=0, max=100)
     test_pct: float = opt(10.0, "Percent held out for testing (listed in split.json, never "
-                          "trained on).")
+                          "trained on).", min=0, max=100)
     val_data: str | None = opt(None, "Separate validation micrograph folder (disables the "
                                "percentage split).")
     val_label: str | None = opt(None, "Labels of --val_data (same --label_type).")
-    num_workers: int = opt(0, "Data-loading worker processes (0 = in the main process).")
+    num_workers: int = opt(0, "Data-loading worker processes (0 = in the main process).", min=0)
     limit_train_batches: int | None = opt(None, "Train only this many batches per epoch "
-                                          "(quick checks).")
+                                          "(quick checks).", min=1)
     max_minutes: float | None = opt(None, "Stop training after this many minutes (wall clock) "
-                                    "even before the last epoch.")
+                                    "even before the last epoch.", min=0, min_open=True)
     fast_dev_run: bool = opt(False, "Run one training and one validation batch only (smoke "
                              "test); weights/last.ckpt is still written.")
     quiet: bool = opt(False, "No progress bar.")
