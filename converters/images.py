@@ -151,18 +151,99 @@ def to_uint8(image: np.ndarray, normalize: str = "percentile") -> np.ndarray:
     ``v = clip((x - lo) / (hi - lo), 0, 1) * 255`` is rounded to the nearest integer
     (``np.round``: halves to even), not truncated, so ``lo`` → 0, ``hi`` → 255 and the mid-grey
     level is unbiased. A constant image becomes all zeros.
+
+    Fast and equal: the percentiles are numpy's (linear interpolation) computed from the two
+    order statistics each needs, found by :func:`_tail_values` without sorting or copying the
+    whole image to float64, and the transform runs in row blocks with in-place float64 steps.
+    The result is bit-identical to ``np.percentile`` + the formula above on a float64 copy
+    (tested); images with NaN or inf take that plain path.
     """
-    img = np.asarray(image, dtype=np.float64)
+    img = np.asarray(image)
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalisation {normalize!r}; known: {', '.join(NORMALIZATIONS)}")
+    if img.dtype not in (np.float32, np.float64) or not np.isfinite(img).all():
+        return _to_uint8_plain(img, normalize)
+    if normalize == "percentile":
+        lo, hi = _percentiles(img.ravel(), PERCENTILES)
+    else:
+        lo, hi = float(img.min()), float(img.max())
+    out = np.empty(img.shape, dtype=np.uint8)
+    if not hi > lo:
+        out[...] = 0
+        return out
+    span = hi - lo
+    rows = max(1, (1 << 18) // max(1, int(np.prod(img.shape[1:]))))  # ~2 MB float64 blocks
+    buf = np.empty((min(rows, img.shape[0]),) + img.shape[1:], dtype=np.float64)
+    for r in range(0, img.shape[0], rows):
+        blk = img[r:r + rows]
+        b = buf[: blk.shape[0]]
+        np.subtract(blk, lo, out=b, dtype=np.float64)
+        np.divide(b, span, out=b)
+        np.clip(b, 0.0, 1.0, out=b)
+        np.multiply(b, 255.0, out=b)
+        np.rint(b, out=b)
+        out[r:r + rows] = b
+    return out
+
+
+def _to_uint8_plain(img: np.ndarray, normalize: str) -> np.ndarray:
+    """The reference formula on a float64 copy (any dtype, NaN/inf included)."""
+    img = np.asarray(img, dtype=np.float64)
     if normalize == "percentile":
         lo, hi = np.percentile(img, PERCENTILES)
-    elif normalize == "minmax":
-        lo, hi = float(img.min()), float(img.max())
     else:
-        raise ValueError(f"unknown normalisation {normalize!r}; known: {', '.join(NORMALIZATIONS)}")
+        lo, hi = float(img.min()), float(img.max())
     if not hi > lo:
         return np.zeros(img.shape, dtype=np.uint8)
     out = np.clip((img - lo) / (hi - lo), 0.0, 1.0) * 255.0
     return np.round(out).astype(np.uint8)
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's percentile interpolation (``numpy.lib._function_base_impl._lerp``): from ``a``
+    for t < 0.5 and from ``b`` otherwise, so that the result is exact at both ends."""
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+def _percentiles(flat: np.ndarray, qs) -> list[float]:
+    """``np.percentile(flat.astype(float64), qs)`` (method 'linear'), exactly, for finite data:
+    the order statistics ``floor(v)`` and ``floor(v) + 1`` of ``v = q/100 (n − 1)`` come from
+    :func:`_tail_values`, the interpolation is numpy's."""
+    n = flat.size
+    out = []
+    for q in qs:
+        v = q / 100 * (n - 1)
+        lo = int(np.floor(v))
+        hi = min(lo + 1, n - 1)
+        a, b = _tail_values(flat, lo, hi, q)
+        out.append(_lerp(float(a), float(b), v - lo))
+    return out
+
+
+def _tail_values(flat: np.ndarray, lo: int, hi: int, q: float):
+    """The ``lo``-th and ``hi``-th smallest values of ``flat``. For a percentile in a tail, a
+    bound from a small sample selects the few values beyond it; when the count shows the wanted
+    ranks are among them only those are partitioned (exact either way; else the whole array)."""
+    n = flat.size
+    if n > 1 << 16 and (q < 10 or q > 90):
+        sample = flat[np.random.default_rng(0).integers(0, n, size=1 << 14)]
+        margin = 0.01  # the sample's quantile error is far below this at 16k samples
+        if q < 50:
+            bound = np.quantile(sample, min(1.0, q / 100 + margin))
+            sub = flat[flat <= bound]
+            if sub.size > hi:
+                part = np.partition(sub, [lo, hi])
+                return part[lo], part[hi]
+        else:
+            bound = np.quantile(sample, max(0.0, q / 100 - margin))
+            sub = flat[flat >= bound]
+            skip = n - sub.size  # values below the bound: ranks shift by this many
+            if lo >= skip:
+                part = np.partition(sub, [lo - skip, hi - skip])
+                return part[lo - skip], part[hi - skip]
+    part = np.partition(flat, [lo, hi])
+    return part[lo], part[hi]
 
 
 def equalize_hist(image: np.ndarray) -> np.ndarray:
@@ -229,9 +310,18 @@ def write_image(job: ImageJob) -> str:
         img8 = equalize_hist(img8)
     import cv2
 
-    if not cv2.imwrite(str(dest), img8):
+    if not cv2.imwrite(str(dest), img8, _png_params() if job.mode == "png" else []):
         raise ImageError(f"{dest}: could not write {job.mode} image")
     return "write"
+
+
+def _png_params() -> list[int]:
+    """zlib level 1 with the run-length strategy: lossless as always, and on micrographs (noise
+    at full size, smoother 1024-px views) measured 1.6x (4096²) to 3.4x (1024²) faster than
+    OpenCV's default with files no larger (benchmarks/bench_image_export.py)."""
+    import cv2
+
+    return [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 
 
 def write_images(jobs: list[ImageJob], num_workers: int = 1, progress: bool = False) -> list[str]:
