@@ -142,11 +142,11 @@ def detections_to_star(labels, images, output, conf: float = 0.1, relion: bool =
     """
     if not math.isfinite(float(conf)):
         raise PartiNetFileError(f"--conf {conf!r} must be a number")
-    picks, n_images, missing = read_detections(labels, images, conf)
     output = Path(output)
     if output.is_dir() or output.suffix == "":
         raise PartiNetFileError(f"{output}: --output names the STAR file to write (FILE.star), "
                                 "not a folder")
+    picks, n_images, missing = read_detections(labels, images, conf)
     star_format.write(picks, output, flavor="partinet", overwrite=True)
     result = StarResult(output, len(picks), int(picks["micrograph"].nunique()), n_images,
                         missing)
