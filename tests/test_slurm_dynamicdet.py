@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from slurm_values import values_for
 
 from cryoglean import slurm
 
