@@ -108,7 +108,7 @@ def test_detect_asks_one_gpu_per_array_task():
     assert not any(ln.startswith(("srun", "#SBATCH --ntasks")) for ln in text.splitlines())
     (cmd,) = _commands(text, " detect ")
     assert cmd == ("cryoglean detect --weight /w/last.pt --source /d/images --project /d/detect "
-                   "--conf-thres 0.1 --iou-thres 0.2 --img-size 1280 --easy-fraction 0.9 "
+                   "--conf-thres 0.1 --iou-thres 0.2 --easy-fraction 0.9 "
                    '--device 0 --shard "${SLURM_ARRAY_TASK_ID:-0}/8"')
     cpu = _render("detect_dynamicdet", "cpu", weight="/w", source="/s", project="/p",
                   dy_thres=0.4, batch=16)
@@ -162,6 +162,7 @@ def test_pipeline_wires_every_step_to_the_previous_ones_files(tmp_path):
     (det,) = _commands(text["05-detect"], " detect ")
     assert f"--weight {w}/train/exp2/weights/last.pt --source {w}/export-yolo/images/val " \
            f"--project {w}/detect" in det and "--easy-fraction 0.9" in det
+    assert "--img-size 1280" in det  # the size training used
     (star,) = _commands(text["06-star"], " star ")
     assert f"--labels {w}/detect/exp/labels --images {w}/export-yolo/images/val " \
            f"--output {w}/picks.star" in star
