@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "export": "converters.cli:export_command",
     "import": "converters.cli:import_command",
     "denoise": "converters.denoise_cli:denoise_command",
+    "star": "converters.partinet_cli:star_command",
+    "split": "converters.partinet_cli:split_command",
     "train": "trainers.cli:train_group",
     "pick": "trainers.cli:pick_group",
     "evaluate": "trainers.evaluate_cli:evaluate_command",

@@ -371,9 +371,64 @@ def _partinet_steps(v: dict[str, Any]) -> list[PipelineStep]:
     ]
 
 
+def _dynamicdet_steps(v: dict[str, Any]) -> list[PipelineStep]:
+    """[crawl] -> export yolo -> train step1 -> step2 -> detect (array) -> star -> evaluate in
+    ``workdir``; the training steps are two jobs (afterok), so step 2 can be resubmitted alone;
+    each checks that its run folder (``train/exp``, ``train/exp2``: PartiNet's numbering) is free."""
+    _workdir_values(v, "dynamicdet", ["db", "workdir"])
+    w = Path(str(v["workdir"]))
+    export_dir = w / "export-yolo"
+    train_dir = w / "train"
+    val_images, steps = str(export_dir / "images" / "val"), []
+    if v.get("roots"):
+        steps.append(PipelineStep("01-crawl", "crawl", {"roots": v["roots"], "db": v["db"]}))
+    export_values = {"db": v["db"], "format": "yolo", "out": str(export_dir)}
+    if v.get("project"):
+        export_values["project"] = v["project"]
+    if v.get("export_extra"):
+        export_values["extra"] = v["export_extra"]
+    steps.append(PipelineStep("02-export", "export", export_values,
+                              after=[s.name for s in steps]))
+    common = {"data": str(export_dir / "cryo_training.yaml"), "project": str(train_dir),
+              "img_size": v.get("img_size", 1280)}
+    steps.append(PipelineStep("03-train-step1", "train_dynamicdet", {
+        **common, "step": "step1", "epochs": v.get("epochs", 300), "batch": v.get("batch", 16),
+        **({"weight": v["weight"]} if v.get("weight") else {}),
+        **({"cfg": v["cfg"]} if v.get("cfg") else {}),
+        **({"extra": v["train_extra"]} if v.get("train_extra") else {}),
+    }, after=["02-export"]))
+    steps.append(PipelineStep("04-train-step2", "train_dynamicdet", {
+        **common, "step": "step2", "epochs2": v.get("epochs2", 10),
+        "batch2": v.get("batch2", 16),
+    }, after=["03-train-step1"]))
+    detect = {"weight": str(train_dir / "exp2" / "weights" / "last.pt"), "source": val_images,
+              "project": str(w / "detect"), "shards": v.get("shards", 4),
+              "conf_thres": v.get("conf_thres", 0.1), "iou_thres": v.get("iou_thres", 0.2),
+              "img_size": v.get("img_size", 1280)}
+    for key in ("dy_thres", "easy_fraction", "detect_extra"):
+        if v.get(key) not in (None, ""):
+            detect["extra" if key == "detect_extra" else key] = v[key]
+    steps.append(PipelineStep("05-detect", "detect_dynamicdet", detect, after=["04-train-step2"]))
+    steps.append(PipelineStep("06-star", "star", {
+        "labels": str(w / "detect" / "exp" / "labels"), "images": val_images,
+        "output": str(w / "picks.star"), "conf": v.get("conf", 0.1),
+    }, after=["05-detect"]))
+    steps.append(PipelineStep("07-evaluate", "evaluate", {
+        "picks": str(w / "picks.star"), "picks_format": "star",
+        "truth": str(export_dir / "labels" / "val"), "truth_format": "yolo",
+        "diameter": v.get("diameter", 40), "out": str(w / "evaluation"),
+    }, after=["06-star"]))
+    return steps
+
+
 PIPELINES = {
     "centernet": (_centernet_steps, "[crawl] -> export thi -> train centernet -> pick (array) -> evaluate; "
                   "values: db, workdir, [roots, project, exp_id, num_epoch, batch_size, shards, diameter]"),
+    "dynamicdet": (_dynamicdet_steps, "[crawl] -> export yolo -> train dynamicdet step1 -> step2 -> "
+                   "detect (array) -> star -> evaluate; values: db, workdir, [roots, project, "
+                   "weight, epochs, epochs2, batch, batch2, img_size, cfg, shards, conf_thres, "
+                   "iou_thres, dy_thres, easy_fraction, conf, diameter, export_extra, "
+                   "train_extra, detect_extra]"),
     "partinet": (_partinet_steps, "PartiNet container: denoise -> detect -> star; "
                  "values: source, workdir, weight, [conf_thres, iou_thres, conf]"),
 }

@@ -62,6 +62,9 @@ def pipeline_command(name, profile_name, profiles_file, sets, out_dir, submit, f
     Pipelines:
       centernet  [crawl ->] export thi -> train centernet -> pick (array) -> evaluate
                  values: db, workdir [, roots, project, exp_id, num_epoch, batch_size, shards, diameter]
+      dynamicdet [crawl ->] export yolo -> train dynamicdet step1 -> step2 -> detect (array)
+                 -> star -> evaluate; values: db, workdir [, roots, project, weight, epochs,
+                 epochs2, img_size, shards, conf_thres, easy_fraction, conf, diameter, ...]
       partinet   PartiNet container: denoise -> detect -> star
                  values: source, workdir, weight [, conf_thres, iou_thres, conf]
     submit.sh records the job IDs in jobids.txt next to it.

@@ -182,6 +182,58 @@ def test_gpu_templates_run_on_fake_gpus(cluster, tmp_path):
     assert "--gpus 0,1" in train_log
 
 
+def test_dynamicdet_pipeline_runs_in_order(cluster, tmp_path):
+    """The whole chain submitted by submit.sh on the local Slurm (2 fake GPUs): jobs complete
+    in dependency order, training runs one srun task per GPU, each detect task gets one GPU,
+    and each step finds the files the previous one made (the stub fails otherwise)."""
+    from test_slurm_dynamicdet import _pipeline, _stub
+
+    record = tmp_path / "calls.txt"
+    _stub(tmp_path / "bin", record)
+    profile = _profile(gpus=2, cryoglean=str(tmp_path / "bin" / "cryoglean"))
+    out, _ = _pipeline(tmp_path, profile)
+    submitted = cluster.run("bash", str(out / "submit.sh"))
+    jobs = dict(line.split() for line in (out / "jobids.txt").read_text().splitlines())
+    assert list(jobs) == ["02-export", "03-train-step1", "04-train-step2", "05-detect",
+                          "06-star", "07-evaluate"], submitted.stdout
+    states = cluster.wait(list(jobs.values()), timeout=300)
+    logs = "\n".join(p.read_text() for p in sorted((out / "logs").glob("*")))
+    assert set(states.values()) == {"COMPLETED"}, f"{states}\n{logs}"
+    calls = record.read_text().splitlines()
+    order = [c.split("args=")[1].split()[0] for c in calls]
+    first = {name: order.index(name) for name in ("export", "train", "detect", "star",
+                                                   "evaluate")}
+    last = {name: len(order) - 1 - order[::-1].index(name) for name in first}
+    for a, b in [("export", "train"), ("train", "detect"), ("detect", "star"),
+                 ("star", "evaluate")]:
+        assert last[a] < first[b], order
+    trains = [c for c in calls if "args=train" in c]
+    assert sorted(c.split()[0] for c in trains) == ["task=0", "task=0", "task=1", "task=1"]
+    detects = [c for c in calls if "args=detect" in c]
+    assert sorted(c.split()[1] for c in detects) == ["array=0", "array=1"]
+    assert all(len(c.split()[2].split("=")[1]) == 1 for c in detects), detects  # one GPU each
+    assert (tmp_path / "work" / "train" / "exp2" / "weights" / "last.pt").exists()
+
+
+def test_dynamicdet_failed_step1_cancels_the_rest(cluster, tmp_path):
+    """afterok: when step 1 fails, nothing after it runs."""
+    from test_slurm_dynamicdet import _pipeline, _stub
+
+    record = tmp_path / "calls.txt"
+    _stub(tmp_path / "bin", record)
+    profile = _profile(gpus=1, cryoglean=str(tmp_path / "bin" / "cryoglean"))
+    out, _ = _pipeline(tmp_path, profile)
+    (tmp_path / "work" / "train" / "exp").mkdir(parents=True)  # a used run folder: step 1 refuses
+    cluster.run("bash", str(out / "submit.sh"))
+    jobs = dict(line.split() for line in (out / "jobids.txt").read_text().splitlines())
+    states = cluster.wait(list(jobs.values()), timeout=300)
+    assert states[jobs["02-export"]] == "COMPLETED"
+    assert states[jobs["03-train-step1"]] == "FAILED"
+    for step in ("04-train-step2", "05-detect", "06-star", "07-evaluate"):
+        assert states[jobs[step]] in ("CANCELLED", "UNKNOWN"), states
+    assert [c.split("args=")[1].split()[0] for c in record.read_text().splitlines()] == ["export"]
+
+
 @pytest.mark.slow
 def test_cryoglean_chain_runs_for_real(cluster, tmp_path, facility):
     """crawl -> export -> denoise array -> one-step training -> pick array -> evaluate,
