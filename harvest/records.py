@@ -35,7 +35,7 @@ PARTICLE_COLUMNS: tuple[str, ...] = (
     "raw_x",  # float64 px, as stored in the source file (after frac->px for CryoSPARC)
     "raw_y",
     "score",  # float64 or NaN: pick score / figure of merit
-    "class_id",  # int or -1: 2D/3D class (0-based as CryoSPARC; RELION's 1-based minus 1)
+    "class_id",  # int or -1: 2D/3D class as the package numbers it (CryoSPARC 0-based, RELION 1-based)
     "uid",  # int64: CryoSPARC uid (uint64 viewed as int64) or row number in the source file
 )
 # Optional 3D columns (tomograms): "z", "raw_z".

@@ -205,7 +205,7 @@ def test_select_rejected_by_coordinates_without_image_names(tmp_path):
     rejected = sets["rejected"].particles
     assert list(zip(rejected["micrograph"], rejected["x"], rejected["y"])) == [
         ("m1.mrc", 30.0, 40.0), ("m2.mrc", 10.5, 20.25)]
-    assert rejected["class_id"].tolist() == [1, 0]
+    assert rejected["class_id"].tolist() == [2, 1]  # rlnClassNumber, as RELION numbers it
     c2 = parse_job(scan, "Class2D/job001").particle_sets
     assert [s.name for s in c2] == ["run_it025_data"] and len(c2[0].particles) == 4
 

@@ -48,7 +48,7 @@ def test_expected_sets_are_consistent(facility):
         assert len(sets) == 9
         for s in sets.values():
             assert sum(s["per_micrograph"].values()) == s["count"] > 0
-            assert s["recentred"] == (s["stage"] in ("refined", "classified3d"))
+            assert s["recentred"] == (s["stage"] not in ("picked", "extracted"))
         by_stage: dict[str, list] = {}
         for s in sets.values():
             by_stage.setdefault(s["stage"], []).append(s)

@@ -76,9 +76,11 @@ class RelionJob:
     set_name: str = "particles"
     """Name of the set; ``{stem}`` is the source file's name without ``.star``."""
     per_class: bool = False
-    """One set per ``rlnClassNumber`` N, named ``class_<N>``, class_id N − 1 (3D classes)."""
+    """One set per ``rlnClassNumber`` N, named ``class_<N>``, class_id N (RELION's own 1-based
+    number, as the catalog stores it; 3D classes)."""
     class_ids: bool = False
-    """Particles carry ``class_id`` = ``rlnClassNumber`` − 1 (else −1)."""
+    """Particles carry ``class_id`` = ``rlnClassNumber`` (1-based as RELION numbers it; −1 where
+    absent, 0 or −999)."""
     sparse: bool = False
     """Only some particles of a micrograph are picked (manual picking)."""
     tomograms: bool = False

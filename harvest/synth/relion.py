@@ -55,11 +55,12 @@ EXPECTED_SETS: tuple[tuple[str, str, str, str, int | None, bool], ...] = (
     ("ManualPick/job004", "coords", "picked", "manual", None, False),
     ("AutoPick/job005", "coords", "picked", "auto", None, False),
     ("Extract/job006", "particles", "extracted", "extracted", None, False),
-    ("Class2D/job007", "run_it025_data", "classified2d", "extracted", None, False),
-    ("Select/job008", "particles", "selected2d", "selected", None, False),
-    ("Select/job008", "rejected", "rejected2d", "rejected", None, False),
-    ("Class3D/job009", "class_1", "classified3d", "class3d_0", 0, True),
-    ("Class3D/job009", "class_2", "classified3d", "class3d_1", 1, True),
+    ("Class2D/job007", "run_it025_data", "classified2d", "extracted", None, True),
+    ("Select/job008", "particles", "selected2d", "selected", None, True),
+    ("Select/job008", "rejected", "rejected2d", "rejected", None, True),
+    # class_id as RELION numbers it (rlnClassNumber, 1-based)
+    ("Class3D/job009", "class_1", "classified3d", "class3d_0", 1, True),
+    ("Class3D/job009", "class_2", "classified3d", "class3d_1", 2, True),
     ("Refine3D/job010", "run_data", "refined", "selected", None, True),
 )
 
