@@ -43,7 +43,8 @@ PARTICLE_COLUMNS: tuple[str, ...] = (
 # Normalised job kinds (raw job types map to these; data, not branches: see the parsers' tables).
 JOB_KINDS: tuple[str, ...] = (
     "import_movies", "import_micrographs", "import_particles", "motion", "ctf", "curate",
-    "manual_pick", "auto_pick", "extract", "class2d", "select2d", "class3d", "refine3d",
+    "manual_pick", "auto_pick", "extract", "class2d", "select2d", "select3d",
+    "select_micrographs", "select_particles", "remove_duplicates", "split", "class3d", "refine3d",
     "abinitio", "hetero_refine", "postprocess", "tomo_pick", "other",
 )
 

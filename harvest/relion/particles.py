@@ -35,6 +35,7 @@ from harvest.conventions import (
     recentres,
     relion30_pixel_size,
     relion_class_numbers,
+    stage_rank,
 )
 from harvest.records import (
     JobRecord,
@@ -377,6 +378,11 @@ def _source(ctx: Context, proc: Process, row: RelionJob, jobdir: str) -> str | N
     if found:
         return found[0]
     if row.optional:
+        declared = f"{proc.key}/{entry}"
+        if declared in {o.rstrip("/") for o in proc.outputs}:  # the pipeline lists it: a gap
+            ctx.problems.append(Problem(os.path.join(jobdir, entry), (
+                f"{proc.jtype} job {proc.key} declares {entry} in the pipeline but the file "
+                "is missing; its particles are not harvested")))
         return None
     if entry == LAST_ITERATION:
         raise FileNotFoundError(f"{jobdir}: no {describe(entry)} ({proc.jtype} not finished?)")
@@ -388,13 +394,23 @@ def _source(ctx: Context, proc: Process, row: RelionJob, jobdir: str) -> str | N
     return path  # read_star names it when it is missing
 
 
-def _stage(ctx: Context, proc: Process, row: RelionJob) -> str:
-    """The row's stage, or that of a parent whose kind the row inherits from."""
+def particle_stage(ctx: Context, proc: Process, row: RelionJob,
+                   _seen: frozenset = frozenset()) -> str | None:
+    """The row's stage; for rows that follow their parents, the most curated of it and the
+    parent jobs' stages (each computed the same way, up the pipeline)."""
+    stage = row.stage
+    if not row.follows_parents or stage is None:
+        return stage
     for parent in ctx.parents(proc.key):
+        if parent.key in _seen:
+            continue
         prow = job_row(parent)
-        if prow.kind in row.inherits and prow.stage is not None:
-            return prow.stage
-    return row.stage
+        if prow.stage is None:
+            continue
+        pstage = particle_stage(ctx, parent, prow, _seen | {proc.key})
+        if stage_rank(pstage) > stage_rank(stage):
+            stage = pstage
+    return stage
 
 
 def read_particles(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
@@ -406,7 +422,7 @@ def read_particles(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
     path = _source(ctx, proc, row, jobdir)
     if path is None:
         return rec  # e.g. a Select of micrographs or class averages: no particles
-    stage = _stage(ctx, proc, row)
+    stage = particle_stage(ctx, proc, row)
     tomograms = tomograms_star_for(ctx, proc, jobdir) if row.tomograms else None
     parts = load_particles(ctx, path, proc.key, recentres(stage), tomograms,
                            image_names=row.rejects_from is not None)
