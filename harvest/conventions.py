@@ -82,16 +82,20 @@ def recentres(stage: str) -> bool:
 # rlnAnglePsi, reference/formats.md §4.2). One rule everywhere: such a value is missing (NaN),
 # in a crawl and in an import alike.
 RELION_MISSING: float = -999.0
+# RELION's motion metadata marks frames outside the summed window with −9999 (NOT_OBSERVED,
+# [relion] micrograph_model.cpp); cryoglean reads no per-frame shift, the value is named here so
+# that a reader of them treats it as missing as well.
+RELION_NOT_OBSERVED: float = -9999.0
 # No class: the catalog's class_id for a particle without one (CryoSPARC numbers classes from 0,
 # so 0 cannot mean "none").
 NO_CLASS: int = -1
 
 
 def missing_to_nan(values) -> np.ndarray:
-    """``values`` as float64 with RELION's "no value" (:data:`RELION_MISSING`) and anything not
-    finite turned into NaN."""
+    """``values`` as float64 with RELION's "no value" (:data:`RELION_MISSING`,
+    :data:`RELION_NOT_OBSERVED`) turned into NaN."""
     out = np.array(values, dtype=np.float64, copy=True)
-    out[out == RELION_MISSING] = np.nan
+    out[(out == RELION_MISSING) | (out == RELION_NOT_OBSERVED)] = np.nan
     return out
 
 

@@ -101,6 +101,7 @@ class MicrographRecord:
     ctf_fom: float | None = None
     total_motion: float | None = None
     exposure_uid: str | None = None
+    size_source: str | None = None  # where nx/ny/nz came from: "header" | "metadata"
 
 
 @dataclass

@@ -140,11 +140,13 @@ def tomogram_records(ctx: Context, tomos: pd.DataFrame, px_by_key: dict[str, flo
             for attr, a in (("nx", "X"), ("ny", "Y"), ("nz", "Z")):
                 if np.isfinite(sizes[a][i]):
                     setattr(rec, attr, int(round(sizes[a][i] / b)))
+                    rec.size_source = "metadata"
             if p in binning:
                 rec.abs_path = ctx.abs(str(tomos["rlnTomoReconstructedTomogram"].iloc[i]))
                 shape = ctx.mrc_shape(rec.abs_path)
                 if shape is not None:
                     rec.nx, rec.ny, rec.nz = shape
+                    rec.size_source = "header"
         rec.pixel_size = px_by_key.get(rec.key)
         recs.append(rec)
     return recs
