@@ -60,8 +60,9 @@ def micrograph_records(
         shape = ctx.mrc_shape(abs_path)
         if shape is None:
             missing.append(path)
-            if path in sizes:
-                (rec.nx, rec.ny), rec.size_source = sizes[path], "metadata"
+            size = sizes[path] if path in sizes else motion_sizes(ctx).get(key)
+            if size is not None:
+                (rec.nx, rec.ny), rec.size_source = size, "metadata"
             else:
                 unsized += 1
         else:
@@ -110,6 +111,29 @@ def metadata_sizes(ctx: Context, table: pd.DataFrame, only) -> dict[str, tuple[i
                 out[name] = size
                 ctx.files.append(ctx.abs(meta))
     return out
+
+
+def motion_sizes(ctx: Context) -> dict[str, tuple[int, int]]:
+    """Micrograph key → (nx, ny) from the motion metadata of the project's MotionCorr jobs, for
+    micrographs whose file cannot be read (computed once per scan, on the first such file)."""
+    scan = ctx.scan
+    if scan is None:
+        return {}
+    if "motion_sizes" not in scan.extra:
+        found: dict[str, tuple[int, int]] = {}
+        for job in (j for j in scan.jobs if j.kind == "motion"):
+            path = os.path.join(scan.root, job.key, "corrected_micrographs.star")
+            try:
+                table, _ = read_table(path, ("micrographs", "images", ""), "rlnMicrographName",
+                                      None)
+            except (OSError, ValueError):
+                continue
+            names = table["rlnMicrographName"].astype(str)
+            unreadable = [m for m in names if ctx.mrc_shape(ctx.abs(m)) is None]
+            for name, size in metadata_sizes(ctx, table, unreadable).items():
+                found.setdefault(micrograph_key(name), size)
+        scan.extra["motion_sizes"] = found
+    return scan.extra["motion_sizes"]
 
 
 def _motion_metadata_size(path: str) -> tuple[int, int] | None:
