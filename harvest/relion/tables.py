@@ -16,7 +16,9 @@ from harvest.starread import StarFormatError, read_star
 STRING_LABELS = (
     "rlnMicrographName", "rlnImageName", "rlnTomoName", "rlnOpticsGroupName",
     "rlnMicrographCoordinates", "rlnTomoParticleName", "rlnTomoTiltSeriesName",
-    "rlnTomoReconstructedTomogram", "rlnTomoParticlesFile", "rlnTomoTomogramsFile",
+    "rlnTomoReconstructedTomogram", "rlnTomoReconstructedTomogramDenoised",
+    "rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2",
+    "rlnTomoParticlesFile", "rlnTomoTomogramsFile",
     "rlnPipeLineProcessName", "rlnPipeLineProcessAlias", "rlnPipeLineNodeName",
     "rlnPipeLineEdgeFromNode", "rlnPipeLineEdgeProcess", "rlnPipeLineEdgeToNode",
 )
