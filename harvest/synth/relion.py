@@ -1,12 +1,14 @@
 """Generated RELION projects in the flavours of RELION 3.0, 3.1, 4.0 and 5.0.
 
+Long module: the job chain below, one writer step per job on shared ``_Project`` helpers (the
+per-micrograph motion metadata lives in :mod:`harvest.synth.motion`).
+
 Jobs (the same in every flavour; ``DIR/relion30/`` etc.)::
 
     Import/job001      movies.star (Movies/<key>.mrc, links to DIR/micrographs)
     MotionCorr/job002  corrected_micrographs.star (rlnAccumMotionTotal/Early/Late);
                        Movies/<key>.mrc -> ../../../../micrographs/<key>.mrc;
-                       Movies/<key>.star motion metadata (rlnImageSizeX/Y: the size survives
-                       the micrographs being deleted)
+                       Movies/<key>.star motion metadata (harvest.synth.motion)
     CtfFind/job003     micrographs_ctf.star (defocus U/V/angle, rlnCtfMaxResolution)
     ManualPick/job004  Movies/<key>_manualpick.star; 3.x coords_suffix_manualpick.star,
                        4/5 manualpick.star (data_coordinate_files); micrographs_selected.star
@@ -49,6 +51,7 @@ import pandas as pd
 from harvest.starwrite import round6, write_star
 from harvest.synth.config import FacilityConfig
 from harvest.synth.micrographs import AMP_CONTRAST, CS_MM, VOLTAGE_KV, SimMicrograph, write_mrc
+from harvest.synth.motion import motion_metadata
 from harvest.synth.scenario import N_CLASSES_2D, Scenario
 from harvest.synth.stacks import EXTRACT_BINNING, extract_stack
 
@@ -364,29 +367,6 @@ def _link(link: Path, target: Path) -> None:
     os.symlink(os.path.relpath(target, link.parent), link)
 
 
-MOVIE_FRAMES = 10
-
-
-def _motion_metadata(p: _Project, m: SimMicrograph) -> list:
-    """RELION's per-micrograph motion metadata (``rlnMicrographMetadata``, [relion]
-    ``micrograph_model.cpp`` ``Micrograph::write``): ``data_general`` with the movie size
-    ``rlnImageSizeX/Y/Z`` and ``rlnMicrographBinning``, then ``data_global_shift`` (per-frame
-    shifts in unbinned pixels whose path length × pixel size is ``rlnAccumMotionTotal``)."""
-    step = m.total_motion / p.mic_px / (MOVIE_FRAMES - 1)
-    frames = np.arange(1, MOVIE_FRAMES + 1)
-    general = {
-        "rlnImageSizeX": m.nx, "rlnImageSizeY": m.ny, "rlnImageSizeZ": MOVIE_FRAMES,
-        "rlnMicrographMovieName": f"Movies/{m.key}.mrc", "rlnMicrographBinning": 1.0,
-        "rlnMicrographOriginalPixelSize": p.mic_px, "rlnMicrographDoseRate": 1.0,
-        "rlnMicrographPreExposure": 0.0, "rlnVoltage": VOLTAGE_KV,
-        "rlnMicrographStartFrame": 1, "rlnMotionModelVersion": 0,
-    }
-    shifts = pd.DataFrame({"rlnMicrographFrameNumber": frames,
-                           "rlnMicrographShiftX": round6((frames - 1) * step),
-                           "rlnMicrographShiftY": 0.0})
-    return [("general", general), ("global_shift", shifts)]
-
-
 def _coordinate_file(p: _Project, rows: pd.DataFrame, manual: bool) -> pd.DataFrame:
     """One micrograph's picks as RELION's per-micrograph coordinate STAR writes them."""
     xs, ys = ("manual_x", "manual_y") if manual else ("auto_x", "auto_y")
@@ -458,7 +438,7 @@ def write_relion_project(
 
     # MotionCorr/job002 and CtfFind/job003 (+ RELION's per-micrograph motion metadata)
     for m in micrographs:
-        p.star(f"MotionCorr/job002/Movies/{m.key}.star", _motion_metadata(p, m))
+        p.star(f"MotionCorr/job002/Movies/{m.key}.star", motion_metadata(m, p.mic_px))
     p.star("MotionCorr/job002/corrected_micrographs.star",
            p.micrograph_blocks(p.micrograph_table(with_ctf=False)))
     p.add_job("MotionCorr/job002", [("Import/job001/movies.star", "movies")],
