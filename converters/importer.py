@@ -19,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from converters.layout import side_information
-from harvest.conventions import micrograph_key, strip_project_prefix
+from harvest.conventions import NO_CLASS, micrograph_key, missing_to_nan, strip_project_prefix
 
 
 class UnmatchedMicrographsError(ValueError):
@@ -102,8 +103,12 @@ def import_picks(db, fmt: str, path, project, name: str, scale: float | None = N
                 raise ValueError(f"--scale must be > 0, got {scale}")
             frame["x"] *= float(scale)
             frame["y"] *= float(scale)
-        if "score" in picks.columns:
-            frame["score"] = pd.to_numeric(picks["score"], errors="coerce").to_numpy(float)
+        if "score" in picks.columns:  # RELION's −999 "no value" is missing, as in a crawl
+            frame["score"] = missing_to_nan(pd.to_numeric(picks["score"], errors="coerce"))
+        if "class_id" in picks.columns:  # kept as the file numbers them; none → NO_CLASS
+            cls = missing_to_nan(pd.to_numeric(picks["class_id"], errors="coerce"))
+            frame["class_id"] = np.where(np.isfinite(cls) & (cls >= 0), cls, NO_CLASS).astype(
+                np.int64)
         if "z" in picks.columns and picks["z"].notna().any():  # tomogram picks keep z
             frame["z"] = pd.to_numeric(picks["z"], errors="coerce").to_numpy(float) * (
                 float(scale) if scale else 1.0)

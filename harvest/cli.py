@@ -10,6 +10,7 @@ import click
 EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_PROBLEMS = 3
+EXIT_NO_PROJECTS = 66  # EX_NOINPUT (sysexits.h): the roots hold no project
 EXIT_LOCKED = 75  # EX_TEMPFAIL (sysexits.h): try again later
 
 _db_option = click.option(
@@ -47,6 +48,7 @@ def crawl_command(ctx, roots, db, excludes, wait, follow_symlinks, as_json, quie
       3   some files read by this crawl were recorded as problems
       1   fatal error (e.g. a root that does not exist, an unreadable catalog)
       2   usage error
+      66  no CryoSPARC or RELION project was found under ROOT... (nothing crawled)
       75  another crawl holds the catalog lock (after --wait seconds); try again later
     """
     import logging
@@ -66,6 +68,13 @@ def crawl_command(ctx, roots, db, excludes, wait, follow_symlinks, as_json, quie
         click.echo(json.dumps(summary.as_dict()))
     elif not quiet:
         click.echo(summary.line())
+    if summary.projects == 0:
+        from harvest.discover import CRYOSPARC_MARKER, RELION_MARKER
+
+        click.echo(f"Error: no CryoSPARC or RELION project found under {', '.join(roots)} "
+                   f"(looked for {CRYOSPARC_MARKER} and {RELION_MARKER}); nothing was crawled",
+                   err=True)
+        ctx.exit(EXIT_NO_PROJECTS)
     ctx.exit(EXIT_PROBLEMS if summary.problems else EXIT_OK)
 
 

@@ -61,10 +61,10 @@ def stage_rank(stage: str) -> int:
 ALIGNMENT_2D_STAGES = frozenset({"classified2d", "selected2d", "rejected2d"})
 ALIGNMENT_3D_STAGES = frozenset({"classified3d", "refined"})
 # Stages whose catalog centre (x, y) applies the alignment shifts; raw_x/raw_y always keep the
-# stored position. DESIGN.md's rule is that every alignment recentres; for now 2D shifts are kept
-# raw. Flipping 2D to recentring is this one line:
-#     RECENTRED_STAGES = ALIGNMENT_2D_STAGES | ALIGNMENT_3D_STAGES
-RECENTRED_STAGES: frozenset[str] = ALIGNMENT_3D_STAGES
+# stored position. DESIGN.md's rule: every alignment that carries a shift recentres, 2D as well
+# as 3D (measured on a real RELION chain: raw Select positions 10.3 px from the truth, with the
+# 2D shifts applied 3.96 px).
+RECENTRED_STAGES: frozenset[str] = ALIGNMENT_2D_STAGES | ALIGNMENT_3D_STAGES
 
 
 def recentres(stage: str) -> bool:
@@ -72,6 +72,41 @@ def recentres(stage: str) -> bool:
 
     Reads :data:`RECENTRED_STAGES` when called, so the rule lives in that one line."""
     return stage in RECENTRED_STAGES
+
+
+# ---------------------------------------------------------------------------------------------
+# Missing values and class numbers (read by the parsers and by converters.importer)
+# ---------------------------------------------------------------------------------------------
+
+# RELION writes −999 where a number has no value (manual picks: rlnAutopickFigureOfMerit and
+# rlnAnglePsi, reference/formats.md §4.2). One rule everywhere: such a value is missing (NaN),
+# in a crawl and in an import alike.
+RELION_MISSING: float = -999.0
+# RELION's motion metadata marks frames outside the summed window with −9999 (NOT_OBSERVED,
+# [relion] micrograph_model.cpp); cryoglean reads no per-frame shift, the value is named here so
+# that a reader of them treats it as missing as well.
+RELION_NOT_OBSERVED: float = -9999.0
+# No class: the catalog's class_id for a particle without one (CryoSPARC numbers classes from 0,
+# so 0 cannot mean "none").
+NO_CLASS: int = -1
+
+
+def missing_to_nan(values) -> np.ndarray:
+    """``values`` as float64 with RELION's "no value" (:data:`RELION_MISSING`,
+    :data:`RELION_NOT_OBSERVED`) turned into NaN."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    out[(out == RELION_MISSING) | (out == RELION_NOT_OBSERVED)] = np.nan
+    return out
+
+
+def relion_class_numbers(class_number) -> np.ndarray:
+    """Class numbers as RELION numbers them (``rlnClassNumber``, 1-based) as stored in the
+    catalog: kept as they are; 0, negative, −999 or missing → :data:`NO_CLASS`. CryoSPARC classes
+    (0-based ``alignments*/class``) are stored as they are too: the catalog keeps each package's
+    own numbering, so ``export --class 1`` means RELION's class 1 or CryoSPARC's class 1."""
+    c = np.asarray(class_number, dtype=np.float64)
+    ok = np.isfinite(c) & (c > 0)
+    return np.where(ok, c, NO_CLASS).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +121,9 @@ MICROGRAPH_EXTENSIONS: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".mrc", ".tif", ".tiff", ".mrcs", ".rec", ".st", ".map", ".eer",
 )
 _UID_PREFIX = re.compile(r"^\d{21}_")
+# Warp names a tomogram's tilt series "<name>.tomostar" (rlnTomoName in WarpTools STAR files):
+# the key drops it, so picks on "TS_01.tomostar" match the tomogram "TS_01.mrc".
+WARP_SUFFIXES: tuple[str, ...] = (".tomostar",)
 # Longest first, so that _patch_aligned_doseweighted is not left as _doseweighted.
 PROCESSING_SUFFIXES: tuple[str, ...] = (
     "_patch_aligned_doseweighted",
@@ -116,13 +154,16 @@ def micrograph_key(path: str | os.PathLike | bytes) -> str:
 
     The basename without directory, extension, CryoSPARC's 21-digit UID prefix and known
     processing suffixes (``_patch_aligned_doseweighted``, ``_patch_aligned``, ``_doseweighted``,
-    ``_DW``). ``J3/motioncorrected/014810031491354839884_mic_0001_patch_aligned_doseweighted.mrc``
+    ``_DW``); Warp's ``.tomostar`` is dropped too. ``J3/motioncorrected/014810031491354839884_mic_0001_patch_aligned_doseweighted.mrc``
     and ``MotionCorr/job002/Movies/mic_0001.mrc`` both give ``mic_0001``.
     """
     name = micrograph_stem(path)
     if name.startswith(">"):  # CryoSPARC marks paths relative to the .csg/.cs directory with '>'
         name = name[1:]
     name = _UID_PREFIX.sub("", name)
+    for suffix in WARP_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
     changed = True
     while changed:
         changed = False

@@ -35,7 +35,7 @@ PARTICLE_COLUMNS: tuple[str, ...] = (
     "raw_x",  # float64 px, as stored in the source file (after frac->px for CryoSPARC)
     "raw_y",
     "score",  # float64 or NaN: pick score / figure of merit
-    "class_id",  # int or -1: 2D/3D class (0-based as CryoSPARC; RELION's 1-based minus 1)
+    "class_id",  # int or -1: 2D/3D class as the package numbers it (CryoSPARC 0-based, RELION 1-based)
     "uid",  # int64: CryoSPARC uid (uint64 viewed as int64) or row number in the source file
 )
 # Optional 3D columns (tomograms): "z", "raw_z".
@@ -43,7 +43,8 @@ PARTICLE_COLUMNS: tuple[str, ...] = (
 # Normalised job kinds (raw job types map to these; data, not branches: see the parsers' tables).
 JOB_KINDS: tuple[str, ...] = (
     "import_movies", "import_micrographs", "import_particles", "motion", "ctf", "curate",
-    "manual_pick", "auto_pick", "extract", "class2d", "select2d", "class3d", "refine3d",
+    "manual_pick", "auto_pick", "extract", "class2d", "select2d", "select3d",
+    "select_micrographs", "select_particles", "remove_duplicates", "split", "class3d", "refine3d",
     "abinitio", "hetero_refine", "postprocess", "tomo_pick", "other",
 )
 
@@ -100,6 +101,7 @@ class MicrographRecord:
     ctf_fom: float | None = None
     total_motion: float | None = None
     exposure_uid: str | None = None
+    size_source: str | None = None  # where nx/ny/nz came from: "header" | "metadata"
 
 
 @dataclass

@@ -40,7 +40,9 @@ UID = "014810031491354839884"  # CryoSPARC's 21-digit UID prefix
     ("0148100314913548398840_mic.mrc", "0148100314913548398840_mic"),  # 22 digits: neither
     ("_DW.mrc", "_DW"),  # a suffix alone is a name, not a suffix
     ("mic.eer", "mic"),
-    ("run.tomostar", "run.tomostar"),  # not a micrograph extension (yet)
+    ("run.tomostar", "run"),  # Warp's tilt-series name matches its tomogram
+    ("Tomograms/Unt_083.tomostar", "Unt_083"),
+    (".tomostar", ".tomostar"),  # a suffix alone is a name
 ])
 def test_micrograph_key(name, key):
     assert micrograph_key(name) == key

@@ -133,15 +133,13 @@ def test_project_under_non_utf8_directory_name(facility, tmp_path):
     assert len(pset.particles) > 0 and pset.fingerprint
 
 
-def test_recentring_2d_is_the_one_line_in_conventions(facility, monkeypatch):
-    """DESIGN.md's rule (every alignment recentres) is one line of harvest.conventions away:
-    with it, the 2D sets read ``alignments2D`` and land on the truth."""
+def test_2d_sets_recentre_onto_the_truth(facility):
+    """DESIGN.md's rule (every alignment that carries a shift recentres): the 2D sets read
+    ``alignments2D`` and land on the truth."""
     from harvest import conventions
 
     if "cryosparc" not in facility.projects:
         pytest.skip("the generated facility has no CryoSPARC project")
-    monkeypatch.setattr(conventions, "RECENTRED_STAGES",
-                        conventions.ALIGNMENT_2D_STAGES | conventions.ALIGNMENT_3D_STAGES)
     scan = scan_project(facility.projects["cryosparc"])
     records = {j.key: parse_job(scan, j.key) for j in scan.jobs}
     got = _sets(records)

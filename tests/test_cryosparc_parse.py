@@ -376,7 +376,7 @@ def test_alignment_psize_falls_back_to_blob(proj):
                                atol=1e-3)
 
 
-def test_2d_stages_are_not_recentred_and_select_2d_stages(proj):
+def test_2d_stages_are_recentred_and_select_2d_stages(proj):
     arr = make_particles(30)
     sel, exc = arr[:20], arr[20:]
     groups = {}
@@ -393,7 +393,10 @@ def test_2d_stages_are_not_recentred_and_select_2d_stages(proj):
                       "particles_excluded": ("rejected2d", 10)}
     df = one_set(rec, "particles_selected").particles.set_index("uid").loc[
         sel["uid"].view(np.int64)]
-    assert (df["x"] == df["raw_x"]).all()
+    # 2D shifts recentre (DESIGN.md): x − shift × alignments2D/psize_A / micrograph psize
+    scale = 2.0 / sel["location/micrograph_psize_A"]
+    np.testing.assert_allclose(df["x"], df["raw_x"] - sel["alignments2D/shift"][:, 0] * scale)
+    np.testing.assert_allclose(df["y"], df["raw_y"] - sel["alignments2D/shift"][:, 1] * scale)
     np.testing.assert_array_equal(df["class_id"], sel["alignments2D/class"])
 
 

@@ -85,7 +85,7 @@ def test_a_row_added_to_the_table_is_scanned_and_parsed(tmp_path, monkeypatch):
     assert [f.path for f in rec.files] == [star]
     sets = {s.name: s for s in rec.particle_sets}
     assert sorted(sets) == ["class_1", "class_2"]
-    assert sets["class_2"].stage == "classified3d" and sets["class_2"].class_id == 1
+    assert sets["class_2"].stage == "classified3d" and sets["class_2"].class_id == 2
     p = sets["class_2"].particles
     # classified3d recentres: x − rlnOriginXAngst / micrograph px (1 Å)
     np.testing.assert_allclose(p[["x", "y"]].to_numpy(), [[96.0, 52.0]])

@@ -9,6 +9,9 @@ import pytest
 from conftest import realfile
 
 from harvest.relion import RelionProjectError, parse_job, scan_project
+from harvest.relion.context import Context
+from harvest.relion.jobs import job_row
+from harvest.relion.particles import particle_stage
 
 
 def write_pipeline(root: Path, processes, nodes=(), inputs=(), outputs=(), *, version=None,
@@ -47,7 +50,20 @@ def test_real_31_pipeline(realdata, tmp_path):
     kinds = [j.kind for j in scan.jobs]
     assert kinds.count("auto_pick") == 3 and kinds.count("extract") == 3
     assert kinds.count("class2d") == 2 and kinds.count("refine3d") == 3
-    assert kinds.count("select2d") == 4 and kinds.count("class3d") == 1
+    assert kinds.count("class3d") == 1
+    # Select jobs are labelled by what they did: a micrograph selection, two class selections
+    # after Class2D, one after Class3D
+    assert {k: jobs[k].kind for k in jobs if k.startswith("Select/")} == {
+        "Select/job005": "select_micrographs", "Select/job009": "select2d",
+        "Select/job014": "select2d", "Select/job017": "select3d"}
+    # a set's stage follows provenance: Extract/job018 re-extracts Select/job017's particles
+    # (selected after Class3D), Extract/job007 extracts picks on Select/job005's micrographs
+    ctx = Context(scan, scan.root)
+    procs = scan.extra["processes"]
+    stage = {k: particle_stage(ctx, procs[k], job_row(procs[k]))
+             for k in ("Extract/job007", "Extract/job018", "Select/job017", "Select/job014")}
+    assert stage == {"Extract/job007": "extracted", "Extract/job018": "classified3d",
+                     "Select/job017": "classified3d", "Select/job014": "selected2d"}
     assert jobs["InitialModel/job015"].kind == "abinitio"
     assert jobs["Import/job001"].kind == "import_movies"
     # status 2 in a 3.1 pipeline = Succeeded; no job dirs, so no markers override it
@@ -205,7 +221,7 @@ def test_select_rejected_by_coordinates_without_image_names(tmp_path):
     rejected = sets["rejected"].particles
     assert list(zip(rejected["micrograph"], rejected["x"], rejected["y"])) == [
         ("m1.mrc", 30.0, 40.0), ("m2.mrc", 10.5, 20.25)]
-    assert rejected["class_id"].tolist() == [1, 0]
+    assert rejected["class_id"].tolist() == [2, 1]  # rlnClassNumber, as RELION numbers it
     c2 = parse_job(scan, "Class2D/job001").particle_sets
     assert [s.name for s in c2] == ["run_it025_data"] and len(c2[0].particles) == 4
 

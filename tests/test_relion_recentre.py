@@ -170,12 +170,17 @@ def test_classes_and_stages_that_recentre(tmp_path):
     scan = scan_project(root)
     c3 = parse_job(scan, "Class3D/job002").particle_sets
     assert [(s.name, s.class_id, s.stage, len(s.particles)) for s in c3] == [
-        ("class_1", 0, "classified3d", 1), ("class_2", 1, "classified3d", 1)]
+        ("class_1", 1, "classified3d", 1), ("class_2", 2, "classified3d", 1)]
     assert c3[0].particles["x"].iloc[0] == pytest.approx(245.0)
-    assert c3[1].particles["class_id"].tolist() == [1]
+    # class numbers as RELION numbers them (rlnClassNumber, 1-based)
+    assert c3[1].particles["class_id"].tolist() == [2]
     (c2,) = parse_job(scan, "Class2D/job004").particle_sets
     assert c2.stage == "classified2d" and c2.name == "run_it025_data"
-    # 2D classification shifts are not applied
-    np.testing.assert_allclose(c2.particles["x"], c2.particles["raw_x"])
-    assert c2.particles["class_id"].tolist() == [0, 1]
-    assert RECENTRED_STAGES == {"classified3d", "refined"}
+    # 2D classification shifts are applied too (DESIGN.md: every alignment recentres)
+    np.testing.assert_allclose(c2.particles["x"], [245.0, 22.5])
+    np.testing.assert_allclose(c2.particles["raw_x"], [250.0, 20.0])
+    assert c2.particles["class_id"].tolist() == [1, 2]
+    # RELION's −999 "no value" is a missing score
+    assert np.isnan(c2.particles["score"].iloc[1]) and c2.particles["score"].iloc[0] == 0.5
+    assert RECENTRED_STAGES == {"classified2d", "selected2d", "rejected2d", "classified3d",
+                                "refined"}

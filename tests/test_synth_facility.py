@@ -48,7 +48,7 @@ def test_expected_sets_are_consistent(facility):
         assert len(sets) == 9
         for s in sets.values():
             assert sum(s["per_micrograph"].values()) == s["count"] > 0
-            assert s["recentred"] == (s["stage"] in ("refined", "classified3d"))
+            assert s["recentred"] == (s["stage"] not in ("picked", "extracted"))
         by_stage: dict[str, list] = {}
         for s in sets.values():
             by_stage.setdefault(s["stage"], []).append(s)
@@ -57,7 +57,9 @@ def test_expected_sets_are_consistent(facility):
         assert classified2d == extracted
         assert by_stage["selected2d"][0]["count"] + by_stage["rejected2d"][0]["count"] == extracted
         per_class = by_stage["classified3d"]
-        assert sorted(s["class_id"] for s in per_class) == [0, 1]
+        # class numbers as each package numbers them: CryoSPARC 0-based, RELION 1-based
+        first = 0 if project == "cryosparc" else 1
+        assert sorted(s["class_id"] for s in per_class) == [first, first + 1]
         assert sum(s["count"] for s in per_class) == by_stage["refined"][0]["count"]
         picks = sorted(s["count"] for s in by_stage["picked"])
         n_particles = sum(len(m.particles) for m in facility.micrographs)

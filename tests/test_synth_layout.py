@@ -46,6 +46,11 @@ DOCUMENTED_ONLY = {
     "rlnPipeLineNodeTypeLabel", "rlnPipeLineNodeTypeLabelDepth",  # 4.x/5.x (§4.1)
     "rlnJobType", "rlnJobIsTomo",  # job.star 3.1 / 4.x-5.x (§4.1)
     "rlnSelected",  # Select backup_selection.star
+    # per-micrograph motion metadata (rlnMicrographMetadata), [relion] micrograph_model.cpp
+    # Micrograph::write: data_general + data_global_shift
+    "rlnImageSizeX", "rlnImageSizeY", "rlnImageSizeZ", "rlnMicrographBinning",
+    "rlnMicrographDoseRate", "rlnMicrographStartFrame", "rlnMotionModelVersion",
+    "rlnMicrographFrameNumber", "rlnMicrographShiftX", "rlnMicrographShiftY",
 }
 
 

@@ -187,7 +187,7 @@ def _check_set(facility, project_name, expected, found, wrong):
 def test_cryosparc_sets_match_truth(facility):
     project = facility.projects["cryosparc"]
     assert {e["stage"] for e in facility.expected_sets("cryosparc") if e["recentred"]} == {
-        "refined", "classified3d"}
+        "classified2d", "selected2d", "rejected2d", "refined", "classified3d"}
     for exp in facility.expected_sets("cryosparc"):
         found, wrong = _cryosparc_positions(project, exp["job"], exp["name"], _has_shifts(exp))
         _check_set(facility, "cryosparc", exp, found, wrong)

@@ -3,8 +3,10 @@
 A catalog records its version in ``schema_version`` (one row per applied migration). Migration
 *i* (1-based, :data:`MIGRATIONS`) brings a catalog from version *i − 1* to *i*; a writer applies
 the missing ones on open (:func:`migrate`), each in its own ``BEGIN IMMEDIATE`` transaction; a
-reader refuses a catalog that is older or newer than :data:`SCHEMA_VERSION`. The particle
-columns' encoding is :mod:`harvest.catalog.codec`'s.
+reader refuses a catalog that is newer than :data:`SCHEMA_VERSION`, and an older one unless every
+missing migration is in :data:`READER_COMPATIBLE` (the read API then makes up for it, see
+:class:`harvest.catalog.store.Catalog`). The particle columns' encoding is
+:mod:`harvest.catalog.codec`'s; the SQL views are :mod:`harvest.catalog.views`'.
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ from collections.abc import Callable
 import sqlite_utils
 
 from harvest.catalog.sqlvalues import utcnow
+from harvest.catalog.views import create_views
 
 # Micrograph columns that a crawl fills and merges (besides id, project, key and paths).
 MICROGRAPH_FIELDS: tuple[str, ...] = (
     "nx", "ny", "nz", "pixel_size", "defocus_u", "defocus_v", "defocus_angle", "ctf_max_res",
-    "ctf_fom", "total_motion", "exposure_uid",
+    "ctf_fom", "total_motion", "exposure_uid", "size_source",
 )
+# Where a micrograph's nx/ny/nz came from: the image file's header, or metadata (CryoSPARC
+# micrograph_shape, RELION rlnImageSizeX/Y of the motion metadata or micrographs STAR,
+# tomograms.star sizes) when the file was not there to read.
+SIZE_SOURCES: tuple[str, ...] = ("header", "metadata")
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
@@ -112,9 +119,30 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db["problems"].create_index(["crawl_id"])
 
 
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Issue 10: ``micrographs.size_source`` (header | metadata); RELION class numbers as RELION
+    numbers them (``rlnClassNumber``, 1-based; version 1 stored them 0-based); the SQL views."""
+    db.execute("ALTER TABLE micrographs ADD COLUMN size_source TEXT")
+    if db.execute("SELECT 1 FROM micrographs LIMIT 1").fetchone():  # a catalog with data
+        db.execute("UPDATE micrographs SET size_source = CASE WHEN project_id IN (SELECT id "
+                   "FROM projects WHERE software = 'relion') THEN 'header' ELSE 'metadata' END "
+                   "WHERE nx IS NOT NULL")
+    if db.execute("SELECT 1 FROM particle_sets LIMIT 1").fetchone():
+        relion_sets = ("SELECT s.id FROM particle_sets s JOIN projects p ON p.id = s.project_id "
+                       "WHERE p.software = 'relion' AND s.origin = 'job'")
+        db.execute(f"UPDATE particles SET class_id = class_id + 1 WHERE class_id >= 0 "
+                   f"AND set_id IN ({relion_sets})")
+        db.execute(f"UPDATE particle_sets SET class_id = class_id + 1 "
+                   f"WHERE class_id IS NOT NULL AND id IN ({relion_sets})")
+    create_views(db.conn)
+
+
 # Ordered: migration i (1-based) brings the schema from version i-1 to i. Append, never edit.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1,)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1, _migration_2)
 SCHEMA_VERSION = len(MIGRATIONS)
+# Versions whose migration a read-only reader can do without: the read API makes up for it
+# (2: no size_source column, 0-based RELION classes shifted on read, TEMP views).
+READER_COMPATIBLE: frozenset[int] = frozenset({2})
 
 # Data tables (everything but crawl bookkeeping), for comparisons of two catalogs.
 DATA_TABLES: tuple[str, ...] = (
@@ -144,6 +172,8 @@ def migrate(db: sqlite_utils.Database, path: str, readonly: bool) -> None:
         )
     if version == target:
         return
+    if readonly and all(v in READER_COMPATIBLE for v in range(version + 1, target + 1)):
+        return  # the reader makes up for the missing migrations (Catalog.schema_version)
     if readonly:
         raise ValueError(
             f"catalog {path} has schema version {version}, this cryoglean needs "

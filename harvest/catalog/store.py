@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import sqlite_utils
 
-from harvest.catalog import external, schema
+from harvest.catalog import compat, external, schema
 from harvest.catalog.codec import DEFAULT_SCORE_SCALE, read_set
 from harvest.catalog.sqlvalues import db_text, utcnow
 from harvest.catalog.writer import ProjectState, ProjectWriter, StoredJob
@@ -93,7 +93,16 @@ class Catalog:
 
     def _check_or_migrate(self) -> None:
         schema.migrate(self.db, self.path, self.readonly)
+        version = self.schema_version()
+        self._v1 = version < 2  # read-only, one migration behind: see harvest.catalog.compat
+        if self._v1 and version >= 1:
+            compat.temp_views(self.conn)
 
+    def _class_shift_sql(self) -> str:
+        return compat.class_shift_sql("s") if self._v1 else ""
+
+    def _class_shifts(self, set_ids) -> dict[int, int]:
+        return compat.class_shifts(self.conn, set_ids) if self._v1 else {}
 
     def _frame(self, sql: str, params: Sequence = (), columns: Sequence[str] | None = None):
         cur = self.conn.execute(sql, params)
@@ -180,7 +189,8 @@ class Catalog:
         w3, p3 = self._in("s.id", set_ids)
         w4, p4 = self._in("s.stage", None if stages is None else [str(s) for s in stages])
         df = self._frame(
-            "SELECT s.id, s.job_id, s.project_id, j.key AS job_key, s.name, s.stage, s.class_id, "
+            "SELECT s.id, s.job_id, s.project_id, j.key AS job_key, s.name, s.stage, "
+            f"s.class_id{self._class_shift_sql()} AS class_id, "
             "s.count, s.box_size, s.image_pixel_size, s.voltage, s.cs, s.amp_contrast, s.is_3d, "
             "s.sparse, s.source_file FROM particle_sets s LEFT JOIN jobs j ON j.id = s.job_id "
             f"WHERE 1{w1}{w2}{w3}{w4} ORDER BY s.id",
@@ -195,13 +205,16 @@ class Catalog:
     ) -> pd.DataFrame:
         """DataFrame[id, project_id, key, path, abs_path, nx, ny, nz, pixel_size, defocus_u,
         defocus_v, defocus_angle, ctf_max_res, ctf_fom, total_motion, exposure_uid,
-        is_tomogram]. Pixel size and defocus in Å, angle in degrees, total motion in pixels."""
+        is_tomogram, size_source]. Sizes in px; pixel size, defocus, CTF max resolution and
+        total motion in **Å**, angle in degrees. ``size_source``: where nx/ny/nz came from,
+        ``header`` (the image file) or ``metadata`` (schema.SIZE_SOURCES); None if unknown."""
         w1, p1 = self._in("project_id", project_ids)
         w2, p2 = self._in("id", ids)
+        source = "NULL AS size_source" if self._v1 else "size_source"
         df = self._frame(
             "SELECT id, project_id, key, path, abs_path, nx, ny, nz, pixel_size, defocus_u, "
             "defocus_v, defocus_angle, ctf_max_res, ctf_fom, total_motion, exposure_uid, "
-            f"is_tomogram FROM micrographs WHERE 1{w1}{w2} ORDER BY id",
+            f"is_tomogram, {source} FROM micrographs WHERE 1{w1}{w2} ORDER BY id",
             p1 + p2,
         )
         for col in ("nx", "ny", "nz"):
@@ -229,10 +242,12 @@ class Catalog:
             ).fetchall()
         ) if ids else {}
         parts = []
+        shifts = self._class_shifts(ids)
         for sid in ids:
             if sid not in scales:
                 raise ValueError(f"no particle set {sid} in catalog {self.path}")
-            parts.append(read_set(self.conn, sid, scales[sid] or DEFAULT_SCORE_SCALE))
+            parts.append(compat.shift_classes(read_set(self.conn, sid, scales[sid] or DEFAULT_SCORE_SCALE),
+                                        shifts.get(sid, 0)))
         if not parts:
             return read_set(self.conn, -1, DEFAULT_SCORE_SCALE)
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
@@ -246,8 +261,9 @@ class Catalog:
         if row is None:
             raise ValueError(f"no micrograph {micrograph_id} in catalog {self.path}")
         sets = self.particle_sets(project_ids=[row[0]], stages=stages)
-        parts = [read_set(self.conn, int(r.id), r.score_scale or DEFAULT_SCORE_SCALE,
-                           micrograph_id=int(micrograph_id))
+        shifts = self._class_shifts(sets["id"])
+        parts = [compat.shift_classes(read_set(self.conn, int(r.id), r.score_scale or DEFAULT_SCORE_SCALE,
+                                         micrograph_id=int(micrograph_id)), shifts.get(int(r.id), 0))
                  for r in sets.assign(score_scale=self._score_scales(sets["id"])).itertuples()]
         if not parts:
             return read_set(self.conn, -1, DEFAULT_SCORE_SCALE)

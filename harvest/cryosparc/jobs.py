@@ -29,6 +29,7 @@ class JobType:
     per_class: bool = False
     exposures: bool = False
     extracted_if_blob: bool = False
+    follows_parents: bool = False
 
 
 JOB_TYPES: dict[str, JobType] = {
@@ -40,10 +41,10 @@ JOB_TYPES: dict[str, JobType] = {
     "topaz_extract": JobType("auto_pick", "picked"),
     "inspect_picks_v2": JobType("auto_pick", "picked"),
     # extraction
-    "extract_micrographs_multi": JobType("extract", "extracted"),
-    "extract_micrographs_cpu_parallel": JobType("extract", "extracted"),
-    "restack_particles": JobType("extract", "extracted"),
-    "downsample_particles": JobType("extract", "extracted"),
+    "extract_micrographs_multi": JobType("extract", "extracted", follows_parents=True),
+    "extract_micrographs_cpu_parallel": JobType("extract", "extracted", follows_parents=True),
+    "restack_particles": JobType("extract", "extracted", follows_parents=True),
+    "downsample_particles": JobType("extract", "extracted", follows_parents=True),
     # 2D
     "class_2D": JobType("class2d", "classified2d"),
     "class_2D_new": JobType("class2d", "classified2d"),

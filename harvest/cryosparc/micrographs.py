@@ -51,7 +51,7 @@ def _merge(mics: dict[str, MicrographRecord], m: MicrographRecord) -> None:
         mics[m.path] = m
         return
     for name in ("nx", "ny", "pixel_size", "defocus_u", "defocus_v", "defocus_angle",
-                 "ctf_max_res", "ctf_fom", "total_motion", "exposure_uid"):
+                 "ctf_max_res", "ctf_fom", "total_motion", "exposure_uid", "size_source"):
         if getattr(old, name) is None and getattr(m, name) is not None:
             setattr(old, name, getattr(m, name))
 
@@ -79,6 +79,7 @@ def add_particle_micrographs(root, mic_fields, which, names, mics) -> None:
                 key=micrograph_key(path),
                 nx=int(sh[i][1]) if sh is not None else None,
                 ny=int(sh[i][0]) if sh is not None else None,
+                size_source="metadata" if sh is not None else None,
                 pixel_size=_num(ps[i]) if ps is not None and ps[i] > 0 else None,
                 exposure_uid=str(uids[i]) if uids is not None and uids[i] else None,
             ),
@@ -145,6 +146,7 @@ def parse_exposure_group(root, g, mics, problems) -> None:
                 key=micrograph_key(path),
                 nx=shape[i][1] if shape is not None and len(shape[i]) >= 2 else None,
                 ny=shape[i][0] if shape is not None and len(shape[i]) >= 2 else None,
+                size_source="metadata" if shape is not None and len(shape[i]) >= 2 else None,
                 pixel_size=psize[i] if psize[i] else None,
                 defocus_u=du[i],
                 defocus_v=dv[i],

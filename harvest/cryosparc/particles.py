@@ -51,7 +51,11 @@ def parse_particle_group(
     class_id: int | None,
     mics: dict[str, MicrographRecord],
     problems: list[Problem],
+    own_shifts_only: bool = False,
 ) -> ParticleSetRecord | None:
+    """One particle set from an output group at ``stage``. ``own_shifts_only``: recentre only
+    with alignments the job wrote itself (not passed through), for stages inherited through
+    provenance (see :func:`harvest.cryosparc.project.particle_stage`)."""
     extra: tuple[str, ...] = ()
     if class_id is not None:
         extra = (f"alignments_class_{class_id}/",)
@@ -111,7 +115,12 @@ def parse_particle_group(
     if recentres(stage) and n:
         mpsize = loaded.mic_fields.get("location/micrograph_psize_A")
         mpsize = None if mpsize is None else np.asarray(mpsize, dtype=np.float64)[codes]
-        x, y = _recentre(cols, alignment_of(stage), loaded.own_fields, class_id, raw_x, raw_y,
+        own = loaded.own_fields
+        if own_shifts_only:
+            cols_used = {k: v for k, v in cols.items() if k in own or not k.startswith("align")}
+        else:
+            cols_used = cols
+        x, y = _recentre(cols_used, alignment_of(stage), own, class_id, raw_x, raw_y,
                          mpsize, main_file, g.name, problems)
 
     score = (

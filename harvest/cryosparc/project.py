@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 
+from harvest.conventions import stage_rank
 from harvest.cryosparc.jobjson import (
     Group,
     JobInfo,
@@ -199,17 +200,41 @@ def parse_job(scan: ProjectScan, job_key: str) -> JobRecord:
             if _is_exposure_group(g):
                 parse_exposure_group(scan.root, g, mics, rec.problems)
     if jt.stage is not None:
+        inherited = particle_stage(scan, js.key)
         for g in info.groups:
             plan = _particle_group_plan(js.raw_type, jt, g)
             if plan is None:
                 continue
             stage, class_id = plan
-            pset = parse_particle_group(scan.root, jt, g, stage, class_id, mics, rec.problems)
+            own_only = False
+            if jt.follows_parents and stage_rank(inherited) > stage_rank(stage):
+                stage, own_only = inherited, True
+            pset = parse_particle_group(scan.root, jt, g, stage, class_id, mics, rec.problems,
+                                        own_shifts_only=own_only)
             if pset is not None:
                 rec.particle_sets.append(pset)
     rec.micrographs = list(mics.values())
     check_micrographs_exist(info.dir, rec.micrographs, rec.problems)
     return rec
+
+
+def particle_stage(scan: ProjectScan, key: str, _seen: frozenset = frozenset()) -> str | None:
+    """Stage of a job's particle outputs: its :data:`JOB_TYPES` stage; for job types that
+    follow their parents (``JobType.follows_parents``) the most curated of it and the parent
+    jobs' stages (each computed the same way, up the provenance graph)."""
+    jobs = scan.extra.setdefault("_jobs_by_key", {j.key: j for j in scan.jobs})
+    js = jobs.get(key)
+    jt = JOB_TYPES.get(js.raw_type, UNKNOWN_JOB_TYPE) if js else UNKNOWN_JOB_TYPE
+    stage = jt.stage
+    if stage is None or not jt.follows_parents:
+        return stage
+    for parent in js.parents:
+        if parent in _seen or parent not in jobs:
+            continue
+        pstage = particle_stage(scan, parent, _seen | {key})
+        if pstage is not None and stage_rank(pstage) > stage_rank(stage):
+            stage = pstage
+    return stage
 
 
 def _is_exposure_group(g: Group) -> bool:

@@ -16,7 +16,10 @@ AutoPick        auto_pick     picks        same, ``*_autopick.star``      coords
 Extract         extract       particles    particles.star                 particles           extracted
 Class2D         class2d       particles    last run_itNNN_data.star       run_itNNN_data      classified2d
 Select          select2d      particles    particles.star (+ parent       particles,          selected2d,
-                                           Class2D's last iteration)      rejected            rejected2d
+(after Class2D)                            Class2D's last iteration)      rejected            rejected2d
+Select (other)  select3d,     particles    particles.star                 particles           its parent's
+                remove_dup...                                                                 (provenance)
+Select (mics)   select_mic...                                             (none)
 Class3D         class3d       particles    last run_itNNN_data.star       class_<N>           classified3d
 InitialModel    abinitio      particles    last run_itNNN_data.star       class_<N>           classified3d
 Refine3D        refine3d      particles    run_data.star                  run_data            refined
@@ -24,6 +27,9 @@ PickTomo        tomo_pick     particles    particles.star /               partic
                                            optimisation_set.star
 ==============  ============  ===========  =============================  ==================  ============
 
+Select's row depends on what the job did (:func:`select_kind`, :data:`SELECT_ROWS`). Rows with
+``follows_parents`` (Extract, the Selects that carry particles through) take the most curated
+stage among their own and their parents' (a re-extraction after a Select is ``selected2d``).
 Whether a set's positions are recentred follows its stage (:func:`harvest.conventions.recentres`),
 not the row: the rule is defined once for every package.
 """
@@ -76,17 +82,21 @@ class RelionJob:
     set_name: str = "particles"
     """Name of the set; ``{stem}`` is the source file's name without ``.star``."""
     per_class: bool = False
-    """One set per ``rlnClassNumber`` N, named ``class_<N>``, class_id N − 1 (3D classes)."""
+    """One set per ``rlnClassNumber`` N, named ``class_<N>``, class_id N (RELION's own 1-based
+    number, as the catalog stores it; 3D classes)."""
     class_ids: bool = False
-    """Particles carry ``class_id`` = ``rlnClassNumber`` − 1 (else −1)."""
+    """Particles carry ``class_id`` = ``rlnClassNumber`` (1-based as RELION numbers it; −1 where
+    absent, 0 or −999)."""
     sparse: bool = False
     """Only some particles of a micrograph are picked (manual picking)."""
     tomograms: bool = False
     """Particles may be tomogram particles: find the project's tomograms.star for sizes,
     binning and RELION 5 centred coordinates."""
-    inherits: tuple[str, ...] = ()
-    """Kinds of parent jobs whose stage the sets inherit (DESIGN.md: a job whose particles all
-    come from a more curated set has that set's stage), e.g. a Select after Class3D."""
+    follows_parents: bool = False
+    """The job carries its parents' particles through (re-extraction, a selection, duplicate
+    removal): its stage is the most curated of its own and its parent jobs' stages (DESIGN.md:
+    a job whose particles all come from a more curated set inherits that stage), e.g. an
+    Extract of a Select's particles is ``selected2d`` and its recentred positions win."""
     rejects_from: str | None = None
     """Kind of a parent job whose particles this job left out: they become a set ``rejected``
     with stage ``rejected2d``, read from that parent's source file (the first of its row's
@@ -98,6 +108,7 @@ _MICROGRAPHS = dict(reader="micrographs")
 _PICKS = dict(reader="picks", files=PICK_INDEX, coordinate_files=True, stage="picked",
               set_name="coords")
 _EXTRACT = dict(reader="particles", files=("particles.star",), stage="extracted", tomograms=True)
+_SELECT = dict(reader="particles", files=("particles.star",), optional=True, class_ids=True)
 _CLASS3D = dict(reader="particles", files=(LAST_ITERATION,), stage="classified3d",
                 per_class=True, tomograms=True)
 
@@ -108,13 +119,12 @@ JOB_TYPES: dict[str, RelionJob] = {
     "CtfFind": RelionJob("ctf", files=("micrographs_ctf.star",), **_MICROGRAPHS),
     "ManualPick": RelionJob("manual_pick", sparse=True, **_PICKS),
     "AutoPick": RelionJob("auto_pick", **_PICKS),
-    "Extract": RelionJob("extract", **_EXTRACT),
-    "PseudoSubtomo": RelionJob("extract", **_EXTRACT),
+    "Extract": RelionJob("extract", follows_parents=True, **_EXTRACT),
+    "PseudoSubtomo": RelionJob("extract", follows_parents=True, **_EXTRACT),
     "Class2D": RelionJob("class2d", reader="particles", files=(LAST_ITERATION,),
                          stage="classified2d", set_name="{stem}", class_ids=True),
-    "Select": RelionJob("select2d", reader="particles", files=("particles.star",),
-                        optional=True, stage="selected2d", class_ids=True,
-                        inherits=("class3d", "abinitio"), rejects_from="class2d"),
+    # a class selection after Class2D; the other kinds of Select: SELECT_ROWS, select_kind()
+    "Select": RelionJob("select2d", rejects_from="class2d", stage="selected2d", **_SELECT),
     "Class3D": RelionJob("class3d", **_CLASS3D),
     "InitialModel": RelionJob("abinitio", **_CLASS3D),
     "Refine3D": RelionJob("refine3d", reader="particles", files=("run_data.star",),
@@ -128,6 +138,46 @@ JOB_TYPES: dict[str, RelionJob] = {
     "ReconstructTomograms": RelionJob("other"),
 }
 UNKNOWN_JOB = RelionJob("other")
+
+# What a Select job did, by select_kind(): its row. Micrograph selections and splits are listed
+# without particles (a split's particles_splitN.star repeat its parent's); the others carry
+# their parent's particles and follow its stage (a selection after Class3D: classified3d).
+SELECT_ROWS: dict[str, RelionJob] = {
+    "select2d": JOB_TYPES["Select"],
+    "select3d": RelionJob("select3d", stage="extracted", follows_parents=True, **_SELECT),
+    "remove_duplicates": RelionJob("remove_duplicates", stage="extracted", follows_parents=True,
+                                   **_SELECT),
+    "select_particles": RelionJob("select_particles", stage="extracted", follows_parents=True,
+                                  **_SELECT),
+    "select_micrographs": RelionJob("select_micrographs"),
+    "split": RelionJob("split"),
+}
+_YES = ("yes", "true", "1")
+_MICROGRAPH_PARENTS = frozenset({"Import", "MotionCorr", "CtfFind", "ManualPick"})
+
+
+def select_kind(proc: Process) -> str:
+    """Which :data:`SELECT_ROWS` row a Select job is: its 4/5 label
+    (``relion.select.removeduplicates``/``split``/``class2dauto``), its 3.x options
+    (``do_remove_duplicates``, ``do_split``), the job types of its inputs (Class2D → class
+    selection ``select2d``; Class3D/InitialModel → ``select3d``) and its output nodes."""
+    label = proc.label.lower()
+    opts = {k: str(v).strip().lower() for k, v in proc.options.items()}
+    if "removeduplicates" in label or opts.get("do_remove_duplicates") in _YES:
+        return "remove_duplicates"
+    if label.endswith(".split") or opts.get("do_split") in _YES:
+        return "split"
+    parents = set(proc.parent_types)
+    if "class2dauto" in label or "Class2D" in parents:
+        return "select2d"
+    if parents & {"Class3D", "InitialModel"}:
+        return "select3d"
+    outputs = {os.path.basename(o) for o in proc.outputs}
+    if "particles.star" in outputs:
+        return "select_particles"
+    if parents & _MICROGRAPH_PARENTS or any(o.startswith("micrographs") for o in outputs):
+        return "select_micrographs"
+    return "select2d"  # nothing tells: a class selection, as RELION's default Select job
 
 # Import jobs are refined by their output nodes: the first word found in the output node names
 # (or the 4/5 process label) decides the row; otherwise micrographs.
@@ -146,6 +196,8 @@ TYPE_KINDS: dict[str, str] = {t: row.kind for t, row in JOB_TYPES.items()}
 def job_row(proc: Process) -> RelionJob:
     """The table row of a pipeline process (Import: by its outputs)."""
     row = JOB_TYPES.get(proc.jtype, UNKNOWN_JOB)
+    if proc.jtype == "Select":
+        return SELECT_ROWS[select_kind(proc)]
     if proc.jtype == "Import":
         outs = " ".join(proc.outputs).lower() + " " + proc.label.lower()
         row = next((r for word, r in IMPORT_OUTPUTS if word in outs), row)

@@ -1,4 +1,5 @@
-"""Micrographs of a RELION project: records (size from the MRC header), pixel sizes from
+"""Micrographs of a RELION project: records (size from the MRC header, else from metadata:
+:func:`metadata_sizes`), pixel sizes from
 micrographs STAR files, and the ``micrographs`` reader (MotionCorr / CtfFind outputs: CTF fit,
 total motion, pixel size).
 
@@ -20,6 +21,7 @@ from harvest.relion.context import Context
 from harvest.relion.jobs import RelionJob
 from harvest.relion.pipeline import Process
 from harvest.relion.tables import col, optics_values, read_table
+from harvest.starread import read_star
 
 MICROGRAPH_LABELS = (
     "rlnMicrographName", "rlnOpticsGroup", "rlnMagnification", "rlnDetectorPixelSize",
@@ -39,11 +41,16 @@ def micrograph_records(
     job_key: str,
     pixel_size: dict[str, float] | None = None,
     extra: pd.DataFrame | None = None,
+    sizes: dict[str, tuple[int, int]] | None = None,
 ) -> list[MicrographRecord]:
-    """One record per distinct path; nx/ny from the MRC header when the file exists; one Problem
-    per job naming the missing ones. ``extra``: per-path columns (index = path) copied in."""
+    """One record per distinct path; nx/ny from the MRC header when the file exists
+    (``size_source`` header), else from ``sizes`` (path → (nx, ny) from metadata, ``size_source``
+    metadata); one Problem per job naming the missing files. ``extra``: per-path columns
+    (index = path) copied in."""
     records = []
     missing = []
+    unsized = 0
+    sizes = sizes or {}
     px_by_key = pixel_size or {}
     extra_rows = extra.to_dict("index") if extra is not None and len(extra) else {}
     for path in dict.fromkeys(paths):
@@ -53,8 +60,13 @@ def micrograph_records(
         shape = ctx.mrc_shape(abs_path)
         if shape is None:
             missing.append(path)
+            size = sizes[path] if path in sizes else motion_sizes(ctx).get(key)
+            if size is not None:
+                (rec.nx, rec.ny), rec.size_source = size, "metadata"
+            else:
+                unsized += 1
         else:
-            rec.nx, rec.ny = shape[0], shape[1]
+            rec.nx, rec.ny, rec.size_source = shape[0], shape[1], "header"
         px = px_by_key.get(key)
         if px is not None and np.isfinite(px):
             rec.pixel_size = float(px)
@@ -67,10 +79,81 @@ def micrograph_records(
             Problem(
                 ctx.abs(missing[0]),
                 f"{len(missing)} of {len(records)} micrographs referenced by {job_key} are "
-                f"missing or unreadable (e.g. {missing[0]}); their size is unknown",
+                f"missing or unreadable (e.g. {missing[0]}); "
+                + (f"the size of {unsized} is unknown" if unsized else
+                   "their sizes come from metadata"),
             )
         )
     return records
+
+
+def metadata_sizes(ctx: Context, table: pd.DataFrame, only) -> dict[str, tuple[int, int]]:
+    """Micrograph path → (nx, ny) from metadata, for the paths in ``only`` (those whose image
+    file cannot be read): the micrographs STAR's own ``rlnImageSizeX/Y`` columns where present,
+    else the ``data_general`` block of the micrograph's ``rlnMicrographMetadata`` STAR (RELION's
+    motion correction writes one per micrograph: ``rlnImageSizeX/Y`` of the movie, binned by
+    ``rlnMicrographBinning`` into the micrograph)."""
+    only = set(only)
+    if not only:
+        return {}
+    names = table["rlnMicrographName"].astype(str).tolist()
+    out: dict[str, tuple[int, int]] = {}
+    if "rlnImageSizeX" in table.columns and "rlnImageSizeY" in table.columns:
+        for name, nx, ny in zip(names, col(table, "rlnImageSizeX"), col(table, "rlnImageSizeY")):
+            if name in only and np.isfinite(nx) and np.isfinite(ny) and nx > 0 and ny > 0:
+                out[name] = (int(round(nx)), int(round(ny)))
+    if "rlnMicrographMetadata" in table.columns:
+        for name, meta in zip(names, table["rlnMicrographMetadata"].astype(str)):
+            if name not in only or name in out or meta in ("", "None"):
+                continue
+            size = _motion_metadata_size(ctx.abs(meta))
+            if size is not None:
+                out[name] = size
+                ctx.files.append(ctx.abs(meta))
+    return out
+
+
+def motion_sizes(ctx: Context) -> dict[str, tuple[int, int]]:
+    """Micrograph key → (nx, ny) from the motion metadata of the project's MotionCorr jobs, for
+    micrographs whose file cannot be read (computed once per scan, on the first such file)."""
+    scan = ctx.scan
+    if scan is None:
+        return {}
+    if "motion_sizes" not in scan.extra:
+        found: dict[str, tuple[int, int]] = {}
+        for job in (j for j in scan.jobs if j.kind == "motion"):
+            path = os.path.join(scan.root, job.key, "corrected_micrographs.star")
+            try:
+                table, _ = read_table(path, ("micrographs", "images", ""), "rlnMicrographName",
+                                      None)
+            except (OSError, ValueError):
+                continue
+            names = table["rlnMicrographName"].astype(str)
+            unreadable = [m for m in names if ctx.mrc_shape(ctx.abs(m)) is None]
+            for name, size in metadata_sizes(ctx, table, unreadable).items():
+                found.setdefault(micrograph_key(name), size)
+        scan.extra["motion_sizes"] = found
+    return scan.extra["motion_sizes"]
+
+
+def _motion_metadata_size(path: str) -> tuple[int, int] | None:
+    """(nx, ny) of the motion-corrected micrograph from its motion metadata STAR, or None."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        general = read_star(path).get("general")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(general, dict):
+        return None
+    try:
+        nx, ny = float(general["rlnImageSizeX"]), float(general["rlnImageSizeY"])
+        binning = float(general.get("rlnMicrographBinning", 1.0) or 1.0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (nx > 0 and ny > 0 and binning > 0):
+        return None
+    return int(round(nx / binning)), int(round(ny / binning))
 
 
 def _pixel_sizes(table: pd.DataFrame, optics: pd.DataFrame | None) -> np.ndarray:
@@ -133,6 +216,8 @@ def read_micrographs(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
             extra[attr] = col(table, label)
     extra = extra[~extra.index.duplicated()]
     px_by_key = {micrograph_key(m): float(v) for m, v in zip(mics, px) if np.isfinite(v)}
+    unreadable = [m for m in dict.fromkeys(mics) if ctx.mrc_shape(ctx.abs(m)) is None]
     rec.micrographs = micrograph_records(ctx, mics, proc.key, px_by_key,
-                                         extra if len(extra.columns) else None)
+                                         extra if len(extra.columns) else None,
+                                         sizes=metadata_sizes(ctx, table, unreadable))
     return rec

@@ -27,11 +27,15 @@ import numpy as np
 import pandas as pd
 
 from harvest.conventions import (
+    NO_CLASS,
     micrograph_key,
+    missing_to_nan,
     recentre_relion30,
     recentre_relion31,
     recentres,
     relion30_pixel_size,
+    relion_class_numbers,
+    stage_rank,
 )
 from harvest.records import (
     JobRecord,
@@ -52,7 +56,6 @@ from harvest.relion.jobs import (
 from harvest.relion.micrographs import ctf_pixel_sizes, micrograph_records
 from harvest.relion.pipeline import Process
 from harvest.relion.tables import (
-    SCORE_MISSING,
     OpticsLookup,
     col,
     fingerprint,
@@ -85,7 +88,7 @@ class Particles:
     """A particle table normalised (vectorised) to the records' columns plus set metadata."""
 
     frame: pd.DataFrame  # PARTICLE_COLUMNS (+ z, raw_z)
-    class_number: np.ndarray  # RELION's 1-based class (0 where absent)
+    class_number: np.ndarray  # RELION's 1-based class (NO_CLASS = −1 where absent)
     image_name: np.ndarray | None
     mic_px_by_key: dict[str, float]
     meta: dict
@@ -203,10 +206,8 @@ def load_particles(
             for k, v in ctf_px.items():
                 px_by_key.setdefault(k, v)
 
-    score = col(table, "rlnAutopickFigureOfMerit")
-    score[score == SCORE_MISSING] = np.nan
-    class_number = col(table, "rlnClassNumber", 0.0)
-    class_number = np.where(np.isfinite(class_number), class_number, 0).astype(np.int64)
+    score = missing_to_nan(col(table, "rlnAutopickFigureOfMerit"))
+    class_number = relion_class_numbers(col(table, "rlnClassNumber"))
     cols = {
         # object dtype on purpose: pandas 3 would otherwise convert 10^6 paths to Arrow strings
         "micrograph": pd.Series(mics, dtype=object, copy=False),
@@ -297,20 +298,17 @@ def _box_from_stack(path: str) -> int | None:
     return None
 
 
-def _class_ids(class_number: np.ndarray) -> np.ndarray:
-    """0-based class ids from RELION's 1-based ``rlnClassNumber`` (−1 where absent)."""
-    return np.where(class_number > 0, class_number - 1, -1)
-
-
 def _class_sets(path: str, parts: Particles, stage: str) -> list[ParticleSetRecord]:
+    """One set per RELION class ``class_<N>`` with class_id N (RELION's own 1-based number)."""
     sets = []
     cls = parts.class_number
     frame = parts.frame
-    frame["class_id"] = _class_ids(cls)
+    frame["class_id"] = cls
     for c in np.unique(cls):
         mask = cls == c
-        sets.append(_set(f"class_{int(c)}", stage, frame[mask], path, parts,
-                         class_id=int(c) - 1 if c > 0 else None))
+        name = f"class_{int(c)}" if c != NO_CLASS else "class_0"
+        sets.append(_set(name, stage, frame[mask], path, parts,
+                         class_id=int(c) if c != NO_CLASS else None))
     return sets
 
 
@@ -380,6 +378,11 @@ def _source(ctx: Context, proc: Process, row: RelionJob, jobdir: str) -> str | N
     if found:
         return found[0]
     if row.optional:
+        declared = f"{proc.key}/{entry}"
+        if declared in {o.rstrip("/") for o in proc.outputs}:  # the pipeline lists it: a gap
+            ctx.problems.append(Problem(os.path.join(jobdir, entry), (
+                f"{proc.jtype} job {proc.key} declares {entry} in the pipeline but the file "
+                "is missing; its particles are not harvested")))
         return None
     if entry == LAST_ITERATION:
         raise FileNotFoundError(f"{jobdir}: no {describe(entry)} ({proc.jtype} not finished?)")
@@ -391,13 +394,23 @@ def _source(ctx: Context, proc: Process, row: RelionJob, jobdir: str) -> str | N
     return path  # read_star names it when it is missing
 
 
-def _stage(ctx: Context, proc: Process, row: RelionJob) -> str:
-    """The row's stage, or that of a parent whose kind the row inherits from."""
+def particle_stage(ctx: Context, proc: Process, row: RelionJob,
+                   _seen: frozenset = frozenset()) -> str | None:
+    """The row's stage; for rows that follow their parents, the most curated of it and the
+    parent jobs' stages (each computed the same way, up the pipeline)."""
+    stage = row.stage
+    if not row.follows_parents or stage is None:
+        return stage
     for parent in ctx.parents(proc.key):
+        if parent.key in _seen:
+            continue
         prow = job_row(parent)
-        if prow.kind in row.inherits and prow.stage is not None:
-            return prow.stage
-    return row.stage
+        if prow.stage is None:
+            continue
+        pstage = particle_stage(ctx, parent, prow, _seen | {proc.key})
+        if stage_rank(pstage) > stage_rank(stage):
+            stage = pstage
+    return stage
 
 
 def read_particles(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
@@ -409,7 +422,7 @@ def read_particles(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
     path = _source(ctx, proc, row, jobdir)
     if path is None:
         return rec  # e.g. a Select of micrographs or class averages: no particles
-    stage = _stage(ctx, proc, row)
+    stage = particle_stage(ctx, proc, row)
     tomograms = tomograms_star_for(ctx, proc, jobdir) if row.tomograms else None
     parts = load_particles(ctx, path, proc.key, recentres(stage), tomograms,
                            image_names=row.rejects_from is not None)
@@ -419,7 +432,7 @@ def read_particles(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
         rec.particle_sets += _class_sets(path, parts, stage)
     else:
         if row.class_ids:
-            parts.frame["class_id"] = _class_ids(parts.class_number)
+            parts.frame["class_id"] = parts.class_number
         name = row.set_name.format(stem=os.path.basename(path)[: -len(".star")])
         rec.particle_sets.append(_set(name, stage, parts.frame, path, parts))
     if row.rejects_from:
@@ -441,8 +454,7 @@ def read_particles(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
             ctx.files.append(ppath)
             keep = _rejected_mask(parts, pparts)
             frame = pparts.frame[keep].copy()
-            frame["class_id"] = (_class_ids(pparts.class_number[keep]) if prow.class_ids
-                                 else -1)
+            frame["class_id"] = pparts.class_number[keep] if prow.class_ids else NO_CLASS
             rec.particle_sets.append(_set(REJECTED_SET, REJECTED_STAGE, frame, ppath, pparts))
             break
     mics: dict[str, MicrographRecord] = {}

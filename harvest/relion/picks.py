@@ -15,12 +15,13 @@ import re
 import numpy as np
 import pandas as pd
 
+from harvest.conventions import missing_to_nan
 from harvest.records import JobRecord, ParticleSetRecord, Problem, empty_particles
 from harvest.relion.context import Context
 from harvest.relion.jobs import RelionJob, expand
 from harvest.relion.micrographs import ctf_pixel_sizes, micrograph_records
 from harvest.relion.pipeline import Process
-from harvest.relion.tables import SCORE_MISSING, STRING_LABELS, col, fingerprint, read_table
+from harvest.relion.tables import STRING_LABELS, col, fingerprint, read_table
 from harvest.starread import StarFormatError, read_star
 
 _JOB_RE = re.compile(r"^(?:.*?/)?job\d+/(.*)$")
@@ -115,8 +116,7 @@ def read_picks(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
         picked_mics.append(mic)
         if len(t) == 0:
             continue
-        score = col(t, "rlnAutopickFigureOfMerit")
-        score[score == SCORE_MISSING] = np.nan
+        score = missing_to_nan(col(t, "rlnAutopickFigureOfMerit"))
         xs, ys = col(t, "rlnCoordinateX"), col(t, "rlnCoordinateY")
         frames.append(pd.DataFrame({
             "micrograph": np.full(len(t), mic, dtype=object), "x": xs, "y": ys,

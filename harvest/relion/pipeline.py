@@ -80,6 +80,8 @@ class Process:
     status: str
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    parent_types: list[str] = field(default_factory=list)  # job types of the input nodes' jobs
+    options: dict[str, str] = field(default_factory=dict)  # job.star / run.job (Select only)
 
 
 def iso(ns: int | None) -> str | None:
@@ -203,6 +205,11 @@ def read_pipeline(root: str) -> tuple[str, list[Process], dict[str, list[str]]]:
                 m = re.match(r"^([^/]+/job\d+)/", node)
                 if m and m.group(1) in by_name:
                     producer[node] = by_name[m.group(1)]
+    for p in processes:
+        p.parent_types = list(dict.fromkeys(
+            producer[n].jtype for n in p.inputs if n in producer and producer[n] is not p))
+        if p.jtype in OPTION_TYPES and not p.label:  # 3.x: the options say what the job did
+            p.options = job_options(os.path.join(root, p.key))
     parents_of = {
         p.key: list(
             dict.fromkeys(
@@ -212,6 +219,28 @@ def read_pipeline(root: str) -> tuple[str, list[Process], dict[str, list[str]]]:
         for p in processes
     }
     return version, processes, parents_of
+
+
+# Job types whose options decide how they are harvested in 3.x (4/5 say it in the label).
+OPTION_TYPES = frozenset({"Select"})
+
+
+def job_options(jobdir: str) -> dict[str, str]:
+    """A job's options (``job.star`` of 3.1+ ``data_joboptions_values``, else 3.0 ``run.job``
+    lines ``name == value``); {} when neither can be read."""
+    star = os.path.join(jobdir, "job.star")
+    try:
+        if os.path.isfile(star):
+            data = read_star(star, parse_as_string=("rlnJobOptionVariable", "rlnJobOptionValue"))
+            values = data.get("joboptions_values")
+            if isinstance(values, pd.DataFrame) and "rlnJobOptionVariable" in values.columns:
+                return dict(zip(values["rlnJobOptionVariable"].astype(str),
+                                values["rlnJobOptionValue"].astype(str)))
+        with open(os.path.join(jobdir, "run.job"), encoding="utf-8", errors="replace") as fh:
+            return {a.strip(): b.strip() for a, _, b in
+                    (line.partition("==") for line in fh) if _}
+    except (OSError, StarFormatError):
+        return {}
 
 
 def job_status(root: str, proc: Process, version: str) -> tuple[str, str | None]:

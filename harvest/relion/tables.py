@@ -9,17 +9,21 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from harvest.conventions import RELION_MISSING
 from harvest.starread import StarFormatError, read_star
 
 # labels kept as text even when they look numeric (micrograph names like "0001")
 STRING_LABELS = (
     "rlnMicrographName", "rlnImageName", "rlnTomoName", "rlnOpticsGroupName",
     "rlnMicrographCoordinates", "rlnTomoParticleName", "rlnTomoTiltSeriesName",
-    "rlnTomoReconstructedTomogram", "rlnTomoParticlesFile", "rlnTomoTomogramsFile",
+    "rlnTomoReconstructedTomogram", "rlnTomoReconstructedTomogramDenoised",
+    "rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2",
+    "rlnTomoParticlesFile", "rlnTomoTomogramsFile",
     "rlnPipeLineProcessName", "rlnPipeLineProcessAlias", "rlnPipeLineNodeName",
     "rlnPipeLineEdgeFromNode", "rlnPipeLineEdgeProcess", "rlnPipeLineEdgeToNode",
 )
-SCORE_MISSING = -999.0  # RELION writes −999 for "no figure of merit" (manual picks)
+# RELION's "no value" (−999), defined once in harvest.conventions (kept here under its old name)
+SCORE_MISSING = RELION_MISSING
 
 
 def read_table(

@@ -3,10 +3,12 @@
 Particles with ``rlnTomoName`` become 3D sets (``z``, ``raw_z``); ``micrograph`` is the
 tomogram name. Positions start in unbinned tilt-series pixels (RELION 4 ``rlnCoordinateX/Y/Z``;
 RELION 5 ``px = rlnCenteredCoordinateXAngst / rlnTomoTiltSeriesPixelSize + rlnTomoSizeX / 2``,
-[relion] 5.0.1 ``particle_set.cpp``, which needs tomograms.star). Where tomograms.star names the
-reconstructed tomogram (``rlnTomoReconstructedTomogram``) they are divided by
+[relion] 5.0.1 ``particle_set.cpp``, which needs tomograms.star). Where tomograms.star names a
+reconstructed tomogram (``rlnTomoReconstructedTomogram``, or only the denoised or half
+tomograms: :data:`RECONSTRUCTION_LABELS`, the first whose file exists) they are divided by
 ``rlnTomoTomogramBinning``: voxels of that file (DESIGN.md frame), whose header gives
-``nx/ny/nz`` and which becomes the record's ``abs_path``; pixel size = tilt-series px × binning.
+``nx/ny/nz`` (else ``rlnTomoSize / binning``) and which becomes the record's ``abs_path`` (so the
+record names the reconstruction used); pixel size = tilt-series px × binning.
 Otherwise (e.g. WarpTools exports) they stay in unbinned tilt-series pixels with
 ``nx/ny/nz = rlnTomoSizeX/Y/Z``.
 """
@@ -65,20 +67,47 @@ def particles_file_from_optimisation_set(ctx: Context, opt: str) -> str | None:
     return path
 
 
+# Reconstructions tomograms.star may name, in order of preference: the full tomogram, the
+# denoised one, the half tomograms (RELION 5 writes only the halves when asked to, and
+# DenoiseTomo adds the denoised one). All share rlnTomoTomogramBinning and rlnTomoSize / binning.
+RECONSTRUCTION_LABELS: tuple[str, ...] = (
+    "rlnTomoReconstructedTomogram", "rlnTomoReconstructedTomogramDenoised",
+    "rlnTomoReconstructedTomogramHalf1", "rlnTomoReconstructedTomogramHalf2",
+)
+
+
+def _named(value) -> bool:
+    return isinstance(value, str) and value not in ("", "None", "nan")
+
+
+def tomogram_reconstructions(tomos: pd.DataFrame | None, exists=None) -> dict[str, tuple[str, str]]:
+    """Tomogram name → (label, file as written) of the reconstruction its particles are placed
+    in: the first of :data:`RECONSTRUCTION_LABELS` whose file exists (``exists(path)``), else the
+    first named at all (its binning still applies: picks are made on binned tomograms)."""
+    if tomos is None:
+        return {}
+    labels = [lab for lab in RECONSTRUCTION_LABELS if lab in tomos.columns]
+    out: dict[str, tuple[str, str]] = {}
+    for i, name in enumerate(tomos["rlnTomoName"].astype(str)):
+        named = [(lab, str(tomos[lab].iloc[i])) for lab in labels if _named(tomos[lab].iloc[i])]
+        if not named:
+            continue
+        there = [n for n in named if exists is not None and exists(n[1])]
+        out.setdefault(name, (there or named)[0])
+    return out
+
+
 def tomogram_binning(tomos: pd.DataFrame | None) -> dict[str, float]:
     """Tomogram name → binning of its reconstructed tomogram file, for tomograms whose file is
-    named in tomograms.star (``rlnTomoReconstructedTomogram``); their particles are placed in
+    named in tomograms.star (any of :data:`RECONSTRUCTION_LABELS`); their particles are placed in
     voxels of that file (DESIGN.md: pixels of the file the coordinates refer to)."""
-    if tomos is None or "rlnTomoReconstructedTomogram" not in tomos.columns:
+    named = tomogram_reconstructions(tomos)
+    if not named:
         return {}
     binning = col(tomos, "rlnTomoTomogramBinning", 1.0)
     binning = np.where(np.isfinite(binning) & (binning > 0), binning, 1.0)
-    return {
-        str(name): float(b)
-        for name, rec, b in zip(tomos["rlnTomoName"], tomos["rlnTomoReconstructedTomogram"],
-                                binning)
-        if isinstance(rec, str) and rec not in ("", "None")
-    }
+    return {str(name): float(b) for name, b in zip(tomos["rlnTomoName"], binning)
+            if str(name) in named}
 
 
 def tomo_coordinates(path, table, tomos, optics):
@@ -131,6 +160,7 @@ def tomogram_records(ctx: Context, tomos: pd.DataFrame, px_by_key: dict[str, flo
     row = {name: i for i, name in enumerate(names)}
     sizes = {a: col(tomos, f"rlnTomoSize{a}") for a in "XYZ"}
     binning = tomogram_binning(tomos)
+    files = tomogram_reconstructions(tomos, exists=lambda f: os.path.isfile(ctx.abs(f)))
     recs = []
     for p in paths:
         rec = MicrographRecord(path=p, abs_path=ctx.abs(p), key=micrograph_key(p))
@@ -140,11 +170,13 @@ def tomogram_records(ctx: Context, tomos: pd.DataFrame, px_by_key: dict[str, flo
             for attr, a in (("nx", "X"), ("ny", "Y"), ("nz", "Z")):
                 if np.isfinite(sizes[a][i]):
                     setattr(rec, attr, int(round(sizes[a][i] / b)))
-            if p in binning:
-                rec.abs_path = ctx.abs(str(tomos["rlnTomoReconstructedTomogram"].iloc[i]))
+                    rec.size_source = "metadata"
+            if p in files:  # the reconstruction used (full, denoised or half) is the file
+                rec.abs_path = ctx.abs(files[p][1])
                 shape = ctx.mrc_shape(rec.abs_path)
                 if shape is not None:
                     rec.nx, rec.ny, rec.nz = shape
+                    rec.size_source = "header"
         rec.pixel_size = px_by_key.get(rec.key)
         recs.append(rec)
     return recs

@@ -21,7 +21,7 @@ RELION                 Extract/job006                particles                  
 RELION                 Class2D/job007                run_it025_data                     classified2d
 RELION                 Select/job008                 particles                          selected2d
 RELION                 Select/job008                 rejected (parent's left-outs)      rejected2d
-RELION                 Class3D/job009                class_1, class_2 (class_id 0/1)    classified3d
+RELION                 Class3D/job009                class_1, class_2 (class_id 1/2)    classified3d
 RELION                 Refine3D/job010               run_data                           refined
 RELION 5 tomography    Picks/job003 (relion50_tomo)  particles (3D, key = rlnTomoName)  picked
 =====================  ============================  =================================  =========

@@ -72,11 +72,10 @@ class Facility:
         Each: ``{"job", "name", "stage", "count", "class_id", "per_micrograph", "recentred",
         "is_3d"}``;
         ``per_micrograph`` maps micrograph key -> count (micrographs with >= 1 particle);
-        ``recentred`` True for 3D refinement/classification sets, whose refined centres equal
-        the truth (< 0.01 px); False where the harvester keeps the stored position (picks,
-        extraction, 2D classification, Select 2D: within 1 px per axis of the truth). The 2D
-        files carry shifts too, and those also recentre onto the truth exactly, but the parsers
-        leave 2D shifts unapplied (they align class averages). Names and jobs: the
+        ``recentred`` True for sets whose alignment shifts the harvester applies (2D and 3D
+        classification, Select 2D, refinement: DESIGN.md, every alignment that carries a shift
+        recentres), whose centres then equal the truth (< 0.01 px); False where the harvester
+        keeps the stored position (picks, extraction: within 1 px per axis of the truth). Names and jobs: the
         ``EXPECTED_SETS`` tables of :mod:`harvest.synth.cryosparc` and
         :mod:`harvest.synth.relion`, :mod:`harvest.synth.tomo`.
         """

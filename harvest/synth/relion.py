@@ -1,10 +1,14 @@
 """Generated RELION projects in the flavours of RELION 3.0, 3.1, 4.0 and 5.0.
 
+Long module: the job chain below, one writer step per job on shared ``_Project`` helpers (the
+per-micrograph motion metadata lives in :mod:`harvest.synth.motion`).
+
 Jobs (the same in every flavour; ``DIR/relion30/`` etc.)::
 
     Import/job001      movies.star (Movies/<key>.mrc, links to DIR/micrographs)
     MotionCorr/job002  corrected_micrographs.star (rlnAccumMotionTotal/Early/Late);
-                       Movies/<key>.mrc -> ../../../../micrographs/<key>.mrc
+                       Movies/<key>.mrc -> ../../../../micrographs/<key>.mrc;
+                       Movies/<key>.star motion metadata (harvest.synth.motion)
     CtfFind/job003     micrographs_ctf.star (defocus U/V/angle, rlnCtfMaxResolution)
     ManualPick/job004  Movies/<key>_manualpick.star; 3.x coords_suffix_manualpick.star,
                        4/5 manualpick.star (data_coordinate_files); micrographs_selected.star
@@ -47,6 +51,7 @@ import pandas as pd
 from harvest.starwrite import round6, write_star
 from harvest.synth.config import FacilityConfig
 from harvest.synth.micrographs import AMP_CONTRAST, CS_MM, VOLTAGE_KV, SimMicrograph, write_mrc
+from harvest.synth.motion import motion_metadata
 from harvest.synth.scenario import N_CLASSES_2D, Scenario
 from harvest.synth.stacks import EXTRACT_BINNING, extract_stack
 
@@ -55,11 +60,12 @@ EXPECTED_SETS: tuple[tuple[str, str, str, str, int | None, bool], ...] = (
     ("ManualPick/job004", "coords", "picked", "manual", None, False),
     ("AutoPick/job005", "coords", "picked", "auto", None, False),
     ("Extract/job006", "particles", "extracted", "extracted", None, False),
-    ("Class2D/job007", "run_it025_data", "classified2d", "extracted", None, False),
-    ("Select/job008", "particles", "selected2d", "selected", None, False),
-    ("Select/job008", "rejected", "rejected2d", "rejected", None, False),
-    ("Class3D/job009", "class_1", "classified3d", "class3d_0", 0, True),
-    ("Class3D/job009", "class_2", "classified3d", "class3d_1", 1, True),
+    ("Class2D/job007", "run_it025_data", "classified2d", "extracted", None, True),
+    ("Select/job008", "particles", "selected2d", "selected", None, True),
+    ("Select/job008", "rejected", "rejected2d", "rejected", None, True),
+    # class_id as RELION numbers it (rlnClassNumber, 1-based)
+    ("Class3D/job009", "class_1", "classified3d", "class3d_0", 1, True),
+    ("Class3D/job009", "class_2", "classified3d", "class3d_1", 2, True),
     ("Refine3D/job010", "run_data", "refined", "selected", None, True),
 )
 
@@ -430,7 +436,9 @@ def write_relion_project(
     p.add_job("Import/job001", [], [("Import/job001/movies.star", "movies")],
               options={"fn_in_raw": "Movies/*.mrc", "angpix": p.mic_px})
 
-    # MotionCorr/job002 and CtfFind/job003
+    # MotionCorr/job002 and CtfFind/job003 (+ RELION's per-micrograph motion metadata)
+    for m in micrographs:
+        p.star(f"MotionCorr/job002/Movies/{m.key}.star", motion_metadata(m, p.mic_px))
     p.star("MotionCorr/job002/corrected_micrographs.star",
            p.micrograph_blocks(p.micrograph_table(with_ctf=False)))
     p.add_job("MotionCorr/job002", [("Import/job001/movies.star", "movies")],
