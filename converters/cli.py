@@ -73,6 +73,13 @@ def _progress_enabled(quiet: bool) -> bool:
 @click.option("--diameter", type=float, default=None,
               help="Particle diameter (Å). Default: 0.6 × the extraction box.")
 @click.option("--flip-y", is_flag=True, help="Flip y (y -> ny - y), recorded in the manifest.")
+@click.option("--micrograph-size", default=None, metavar="NXxNY",
+              help="Size (px) of micrographs whose size neither the catalog nor a file header "
+                   "gives (purged micrographs); needed only to normalise, flip or rescale.")
+@click.option("--flavour", "--star-flavour", "flavour", default=None,
+              help="Writer flavour of the format: star per-micrograph (default), relion31, "
+                   "relion30, topaz, partinet (one table per split); box integer (default) or "
+                   "float corners.")
 @click.option("--split-by", type=click.Choice(["micrograph", "project"]), default="micrograph",
               show_default=True,
               help="Hold out whole micrographs, or whole projects, for validation.")
@@ -96,12 +103,14 @@ def _progress_enabled(quiet: bool) -> bool:
                                             "complete).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_score, classes,
-                   max_ctf_res, max_motion, min_separation, diameter, flip_y, split_by,
+                   max_ctf_res, max_motion, min_separation, diameter, flip_y, micrograph_size,
+                   flavour, split_by,
                    val_fraction, seed, images, scale, width, normalize, equalize, num_workers,
                    force, quiet):
     """Export curated particles from the catalog as a FORMAT training dataset."""
     from converters.export import ExportOptions, export
     from converters.select import SelectionOptions
+    from converters.sizes import parse_size
 
     ctx = click.get_current_context()
     command = {"command": ctx.command_path, **dict(ctx.params)}
@@ -111,9 +120,11 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
         max_ctf_res=None if max_ctf_res is not None and max_ctf_res < 0 else max_ctf_res,
         max_motion=None if max_motion is not None and max_motion < 0 else max_motion,
         min_separation=min_separation, diameter=diameter, flip_y=flip_y,
+        micrograph_size=parse_size(micrograph_size),
     )
     opts = ExportOptions(
         selection=sel, split_by=split_by, val_fraction=val_fraction, seed=seed, images=images,
+        flavour=flavour,
         scale=scale, width=width, normalize=normalize, equalize=equalize,
         num_workers=max(1, num_workers), force=force, progress=_progress_enabled(quiet),
         command=command,

@@ -59,6 +59,13 @@ class FormatSpec:
     # Side information ``write`` needs besides the picks (``voxel_spacing`` = {stem: Å/px}).
     write_needs: frozenset = frozenset()
     layout: Layout = field(default_factory=Layout)
+    # Writer flavours the module declares (``FLAVOURS``, a variant's ``"flavours"``): name ->
+    # {"options": writer keyword arguments, "table": labels are one table file}; the first is
+    # the default. ``flavour``/``write_options``: the one this spec writes (:meth:`flavoured`).
+    flavour_table: tuple = ()
+    flavour: str | None = None
+    write_options: tuple = ()
+    base_layout: Layout | None = None
 
     def _mod(self):
         return import_module(f"converters.formats.{self.module}")
@@ -81,8 +88,38 @@ class FormatSpec:
         return getattr(self._mod(), self.reader)(path, **opts)
 
     def write(self, picks, dest, **opts) -> list[Path]:
-        """Write ``picks``; returns the files written."""
-        return getattr(self._mod(), self.writer)(picks, dest, **opts)
+        """Write ``picks`` (in this spec's flavour); returns the files written."""
+        return getattr(self._mod(), self.writer)(picks, dest, **{**dict(self.write_options),
+                                                                 **opts})
+
+    @property
+    def flavours(self) -> tuple[str, ...]:
+        """Names of the writer flavours (the first is the default); empty when none."""
+        return tuple(entry[0] for entry in self.flavour_table)
+
+    def flavoured(self, name: str | None) -> FormatSpec:
+        """This format writing flavour ``name`` (None: the default): its writer options, and
+        its layout for labels that are one table (``"table": True``) or one file per
+        micrograph. ValueError naming the known flavours for an unknown one."""
+        if not self.flavour_table:
+            if name is None:
+                return self
+            raise ValueError(f"format {self.name!r} has no flavours (asked for {name!r})")
+        table = {n: (t, o) for n, t, o in self.flavour_table}
+        if name is None:
+            name = self.flavours[0]
+        if name not in table:
+            close = difflib.get_close_matches(str(name), list(table), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"format {self.name!r} has no flavour {name!r}; {hint}known: "
+                             f"{', '.join(table)}")
+        is_table, options = table[name]
+        caps = set(self.capabilities)
+        if is_table:
+            caps.discard("per_micrograph")
+            caps.add("table")
+        spec = replace(self, flavour=name, capabilities=frozenset(caps), write_options=options)
+        return _with_layout(spec, self.base_layout)
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -97,16 +134,20 @@ def _specs() -> tuple[FormatSpec, ...]:
         recursive = bool(getattr(mod, "RECURSIVE", False))
         needs = frozenset(getattr(mod, "READ_NEEDS", ()))
         wneeds = frozenset(getattr(mod, "WRITE_NEEDS", ()))
-        specs.append(_with_layout(FormatSpec(
+        specs.append(_flavoured(_with_layout(FormatSpec(
             modname, frozenset(mod.CAPABILITIES), tuple(mod.EXTENSIONS), modname,
-            recursive=recursive, read_needs=needs, write_needs=wneeds),
-            getattr(mod, "LAYOUT", None)))
+            recursive=recursive, read_needs=needs, write_needs=wneeds,
+            flavour_table=_flavour_table(getattr(mod, "FLAVOURS", {})),
+            base_layout=getattr(mod, "LAYOUT", None)),
+            getattr(mod, "LAYOUT", None))))
         for name, var in getattr(mod, "VARIANTS", {}).items():
-            specs.append(_with_layout(FormatSpec(
+            specs.append(_flavoured(_with_layout(FormatSpec(
                 name, frozenset(var["capabilities"]), tuple(var["extensions"]), modname,
                 var.get("read", "read"), var.get("write", "write"), recursive,
                 frozenset(var.get("read_needs", needs)),
-                frozenset(var.get("write_needs", wneeds))), var.get("layout")))
+                frozenset(var.get("write_needs", wneeds)),
+                flavour_table=_flavour_table(var.get("flavours", {})),
+                base_layout=var.get("layout")), var.get("layout"))))
     for spec in specs:
         unknown = spec.capabilities - CAPABILITY_NAMES
         if unknown:
@@ -115,6 +156,17 @@ def _specs() -> tuple[FormatSpec, ...]:
         if needs:
             raise RuntimeError(f"format {spec.name!r} needs unknown side information {needs}")
     return tuple(specs)
+
+
+def _flavour_table(flavours: dict) -> tuple:
+    """(name, table, sorted writer options) per declared flavour (hashable, like the spec)."""
+    return tuple((str(k), bool(v.get("table", False)), tuple(sorted(v.get("options", {}).items())))
+                 for k, v in flavours.items())
+
+
+def _flavoured(spec: FormatSpec) -> FormatSpec:
+    """The registry's entry: the default flavour where the format declares flavours."""
+    return spec.flavoured(None) if spec.flavour_table else spec
 
 
 def _with_layout(spec: FormatSpec, layout: Layout | None) -> FormatSpec:
@@ -238,3 +290,8 @@ def write_picks(picks, dest, fmt: str, **opts) -> list[Path]:
     if "write" not in spec.capabilities:
         raise ValueError(f"format {fmt!r} cannot be written")
     return spec.write(picks, dest, **opts)
+
+
+def get_flavoured(name: str, flavour: str | None = None) -> FormatSpec:
+    """:func:`get` in writer flavour ``flavour`` (None: the default one)."""
+    return get(name).flavoured(flavour)

@@ -15,10 +15,24 @@ harvester does that). Flavours for writing (``flavor=``):
     with ``rlnMicrographName``, coordinates, ``rlnOpticsGroup`` and the optional columns.
 ``relion30``
     one table file: a single ``data_images`` table (what Topaz and RELION 3.0 read).
+``topaz``
+    one table file: a single ``data_images`` table with ``rlnMicrographName``, integer
+    coordinates and ``rlnAutopickFigureOfMerit``, as ``topaz convert`` writes it: Topaz reads only
+    the first ``data_`` block and truncates coordinates with ``astype(float).astype(int)``
+    (``topaz/utils/star.py``), so rounded integers keep its picks on ours.
 ``partinet``
     one table file: ``data_`` / ``loop_`` / ``_rlnMicrographName #1`` / ``_rlnCoordinateX #2`` /
     ``_rlnCoordinateY #3`` / ``_rlnDiameter #4``, integers (PartiNet parses them with ``int()``),
     micrograph names ``<stem>.mrc`` (formats.md §9).
+
+The CLI names these flavours (``FLAVOURS``; ``--flavour``/``--star-flavour``) ``per-micrograph``
+(= ``coords``), ``relion31``, ``relion30``, ``topaz`` and ``partinet``.
+
+Reading also takes RELION's own pick files (:mod:`converters.formats._relion`): per-micrograph
+``*_autopick.star``/``*_manualpick.star`` (micrograph = the file name without that suffix), a
+pick job's ``autopick.star``/``manualpick.star`` index (``data_coordinate_files``), and
+RELION 5 tomography picks (``rlnTomoName`` with ``rlnCenteredCoordinateX/Y/ZAngst``, placed in
+voxels of the tomogram as the crawler does).
 """
 
 from __future__ import annotations
@@ -46,7 +60,15 @@ CAPABILITIES = frozenset(
     {"2d", "3d", "score", "diameter", "per_micrograph", "table", "read", "write"}
 )
 EXTENSIONS = (".star",)
-FLAVORS = ("coords", "relion31", "relion30", "partinet")
+FLAVORS = ("coords", "relion31", "relion30", "topaz", "partinet")
+# CLI flavours (registry): the first is the default, "table" ones write one file per split.
+FLAVOURS = {
+    "per-micrograph": {"options": {"flavor": "coords"}},
+    "relion31": {"options": {"flavor": "relion31"}, "table": True},
+    "relion30": {"options": {"flavor": "relion30"}, "table": True},
+    "topaz": {"options": {"flavor": "topaz"}, "table": True},
+    "partinet": {"options": {"flavor": "partinet"}, "table": True},
+}
 DECIMALS = starwrite.DECIMALS  # RELION writes coordinates with 6 decimals
 VERSION = 30001  # the "# version" line of relion31 tables
 TEXT_LABELS = ("rlnMicrographName",)  # kept as text even where a name looks numeric ("0001")
@@ -145,6 +167,8 @@ def write(picks, dest, flavor: str = "coords", overwrite: bool = False, **opts) 
         return [_write_relion(picks, dest, overwrite, optics=True, **opts)]
     if flavor == "relion30":
         return [_write_relion(picks, dest, overwrite, optics=False, **opts)]
+    if flavor == "topaz":
+        return [_write_relion(picks, dest, overwrite, optics=False, integers=True, **opts)]
     if flavor == "partinet":
         return [_write_partinet(picks, dest, overwrite, **opts)]
     raise ValueError(f"unknown STAR flavor {flavor!r}; known: {', '.join(FLAVORS)}")
@@ -192,10 +216,12 @@ def _name_column(picks, transform=None) -> _text.Str:
     return _text.Str(codes=codes, uniques=names)
 
 
-def _write_relion(picks, dest, overwrite, optics: bool, **opts) -> Path:
+def _write_relion(picks, dest, overwrite, optics: bool, integers: bool = False, **opts) -> Path:
     target = table_target(dest, "particles.star")
     n = len(picks)
     labels, cols = _coord_columns(picks, _has(picks, "z"))
+    if integers:
+        cols = [_text.Int(column(picks, c)) for c in "xyz"[: len(labels)]]
     labels.append("rlnMicrographName")
     cols.append(_name_column(picks))
     if _has(picks, "score"):
