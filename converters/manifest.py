@@ -161,7 +161,7 @@ def export_manifest(fmt, opts, img, catalog_path, fingerprint, rec, table, count
         mics.append({
             "stem": r.stem, "split": r.split, "project_id": int(r.project_id), "key": r.key,
             "exposure": getattr(r, "exposure", None),
-            "image": r.image_rel,
+            "image": r.image_rel if isinstance(r.image_rel, str) else None,
             "path": str(r.abs_path), "nx": _int(r.nx), "ny": _int(r.ny),
             "size_source": getattr(r, "size_source", None),
             "out_nx": _int(r.out_nx), "out_ny": _int(r.out_ny),
