@@ -140,10 +140,20 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
 @click.option("--project", required=True, help="Project id, root or title the picks belong to.")
 @click.option("--name", required=True, help="Name of the new picked set.")
 @click.option("--scale", type=float, default=None,
-              help="Multiply coordinates by this (picks made on images downsampled by it).")
-def import_command(fmt, path, db, project, name, scale):
-    """Import picks from another picker into the catalog as a picked set."""
+              help="Multiply x and y by this (picks made on images downsampled by it).")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the images the picks were made on: x and y are scaled "
+                   "separately by each micrograph's size over its image's.")
+@click.option("--micrograph-size", default=None, metavar="NXxNY",
+              help="Size (px) of micrographs whose size the catalog lacks.")
+def import_command(fmt, path, db, project, name, scale, images_dir, micrograph_size):
+    """Import picks from another picker into the catalog as a picked set.
+
+    PATH may also be a RELION pick job (its directory, its autopick.star/manualpick.star, a
+    per-micrograph *_autopick.star) or RELION 5 tomography picks (Picks/jobNNN). Picks inside
+    a cryoglean export are scaled back by the export's per-micrograph x and y scales."""
     from converters.importer import import_picks
 
-    result = import_picks(db, fmt, path, project, name, scale=scale)
+    result = import_picks(db, fmt, path, project, name, scale=scale, images=images_dir,
+                          micrograph_size=micrograph_size)
     click.echo(result.summary())

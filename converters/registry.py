@@ -253,6 +253,12 @@ def read_picks(path, fmt: str | None = None, **opts):
         return spec.read(path, **opts)
     if fmt:
         spec = get(fmt)
+        # a format may know directories of its own (a RELION pick job): its read_directory
+        read_dir = getattr(spec._mod(), "read_directory", None)
+        if read_dir is not None and spec.reader == "read":
+            frame = read_dir(path, **opts)
+            if frame is not None:
+                return frame
     else:
         exts = {}
         for p in path.iterdir():

@@ -44,7 +44,7 @@ import numpy as np
 from harvest import starwrite
 from harvest.starread import StarFormatError, read_star
 
-from . import _text
+from . import _relion, _text
 from ._common import (
     FormatError,
     check_picks,
@@ -71,13 +71,15 @@ FLAVOURS = {
 }
 DECIMALS = starwrite.DECIMALS  # RELION writes coordinates with 6 decimals
 VERSION = 30001  # the "# version" line of relion31 tables
-TEXT_LABELS = ("rlnMicrographName",)  # kept as text even where a name looks numeric ("0001")
+TEXT_LABELS = ("rlnMicrographName", "rlnTomoName", "rlnMicrographCoordinates")  # kept as text even where a name looks numeric ("0001")
 
 
 def read(path, **opts):
     """Picks from any STAR with ``rlnCoordinateX/Y``: the ``particles`` block of a 3.1+ file, else
-    the first block holding coordinates. ``micrograph`` = ``rlnMicrographName`` as written, or the
-    file stem for per-micrograph coordinate files; ``score`` = ``rlnAutopickFigureOfMerit``,
+    the first block holding coordinates. ``micrograph`` = ``rlnMicrographName`` as written, else
+    ``rlnTomoName``, else the file name without RELION's pick suffix for per-micrograph
+    coordinate files (``mic_0001_autopick.star`` → ``mic_0001``); RELION pick indexes and
+    RELION 5 tomography picks as the module docstring says; ``score`` = ``rlnAutopickFigureOfMerit``,
     ``diameter`` = ``rlnDiameter``, ``class_id`` = ``rlnClassNumber``, ``z`` = ``rlnCoordinateZ``."""
     path = Path(path)
     if not path.is_file():
@@ -88,6 +90,9 @@ def read(path, **opts):
         raise FormatError(path, f"not a readable STAR file ({exc})") from None
     table = None
     tables = {k: v for k, v in blocks.items() if hasattr(v, "columns")}
+    index = _relion.index_table(tables)
+    if index is not None:  # a RELION pick job's autopick.star / manualpick.star
+        return _relion.read_index(path, index, **opts)
     if "particles" in tables and "rlnCoordinateX" in tables["particles"].columns:
         table = tables["particles"]
     else:
@@ -96,6 +101,8 @@ def read(path, **opts):
                 table = df
                 break
     if table is None:
+        if any(_relion.has_centred(df) for df in tables.values()):
+            return _relion.read_tomo(path, **opts)  # RELION 5 tomography picks
         raise FormatError(
             path,
             "no block with rlnCoordinateX/rlnCoordinateY (blocks: "
@@ -116,10 +123,7 @@ def read(path, **opts):
             raise FormatError(path, f"{name} of row {i + 1} is {table[name].iloc[i]!r}, not a number")
         return values.to_numpy(dtype=np.float64)
 
-    if "rlnMicrographName" in table.columns:
-        mic = table["rlnMicrographName"].astype(str).to_numpy(dtype=object)
-    else:
-        mic = path.stem
+    mic = _relion.micrograph_names(table, path)
     cls = num("rlnClassNumber")
     frame = picks_frame(
         mic,
@@ -137,6 +141,12 @@ def read(path, **opts):
         else "coords"
     )
     return frame
+
+
+def read_directory(path, **opts):
+    """Picks of a RELION pick job directory (its index, 3.x coordinate files or tomography
+    picks), or None when ``path`` is no such directory (then every ``.star`` in it is read)."""
+    return _relion.read_job_directory(Path(path), **opts)
 
 
 def sniff_flavor(path) -> str:
