@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "show": "harvest.cli:show_command",
     "export": "converters.cli:export_command",
     "import": "converters.cli:import_command",
+    "convert": "cryoglean.convert_cli:convert_command",
     "denoise": "converters.denoise_cli:denoise_command",
     "train": "trainers.cli:train_group",
     "pick": "trainers.cli:pick_group",

@@ -270,8 +270,8 @@ def _write_partinet(picks, dest, overwrite, diameter=None, image_ext=".mrc", **_
     if d is None or np.isnan(d).any():
         if diameter is None:
             raise ValueError(
-                "PartiNet STAR needs a particle diameter per pick: give diameter= (px) or a "
-                "'diameter' column"
+                "PartiNet STAR needs a particle diameter per pick: give diameter= (px; "
+                "--boxsize or --diameter on the command line) or a 'diameter' column"
             )
         d = np.where(np.isnan(d), float(diameter), d) if d is not None else np.full(
             len(picks), float(diameter)
