@@ -15,7 +15,8 @@ Images (``--images``; default per format from its layout's ``image_defaults``, e
 ``--scale S`` Fourier-crops to ``int(n/S)``, ``--width W`` to width W; label coordinates are
 multiplied by the exact size ratio ``n'/n`` of each micrograph (see :mod:`converters.images`).
 A format's default ``width`` is a view that never upsamples smaller micrographs. ``link`` cannot
-rescale. ``none`` writes labels only (scaled as if the images had been written).
+rescale. ``none`` writes labels only (scaled as if the images had been written). Micrographs
+may be gone (:func:`_usable`, :mod:`converters.sizes`: where each size came from is recorded).
 
 Box sizes: formats whose layout ``needs_diameter`` write a box of side = the particle diameter
 (:mod:`converters.select`); where the catalog has no box size (RELION 3.0 tables) they need

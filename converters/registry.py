@@ -12,6 +12,11 @@ Each module also declares how an export of it is laid out (``LAYOUT``, a
 need besides the picks (``READ_NEEDS``, ``WRITE_NEEDS``: names of
 :data:`converters.layout.SIDE_INFORMATION`). Adding a format is one module plus one entry in
 ``_MODULES``; the export, import, dataset API and demo take everything from :class:`FormatSpec`.
+A module may also declare writer flavours (``FLAVOURS``; a variant's ``"flavours"``: name ->
+``{"options": writer keywords, "table": one table file per split}``, the first the default);
+:meth:`FormatSpec.flavoured` gives the spec of one (the CLI's ``--flavour``), and a module's
+``read_directory(path)`` reads directories of its own (a RELION pick job) before the generic
+per-file reading.
 
 The picks frame: ``micrograph`` (str, as the format stores it; for per-micrograph files the
 label file's stem), ``x``, ``y`` (float64 px, particle centres, ``mrcfile`` array frame: x =

@@ -60,14 +60,14 @@ def _same(a, b, cols=("x", "y")):
     np.testing.assert_allclose(a[list(cols)].to_numpy(), b[list(cols)].to_numpy(), atol=1e-3)
 
 
-@pytest.mark.parametrize("version", ["relion50", "relion31"])
-@pytest.mark.parametrize("what", ["file", "index", "job"])
+# RELION 3.x has no coordinate index (coords_suffix_autopick.star instead)
+@pytest.mark.parametrize("version,what", [("relion50", "file"), ("relion50", "index"),
+                                          ("relion50", "job"), ("relion31", "file"),
+                                          ("relion31", "job")])
 def test_relion_pick_job_imports(fac, tmp_path, version, what):
     f, db = fac
     project = f.projects[version]
     job = project / "AutoPick" / "job005"
-    if what == "index" and version == "relion31":
-        pytest.skip("RELION 3.x has no coordinate index (coords_suffix_autopick.star)")
     path = {"file": job / "Movies" / "mic_0001_autopick.star",
             "index": job / "autopick.star", "job": job}[what]
     work = _work(db, tmp_path)
@@ -157,3 +157,18 @@ def test_thi_round_trip_scales_x_and_y_separately(fac, tmp_path):
     r2 = import_picks(work, "thi", tmp_path / "thi" / "train" / "labels", str(project), "back2",
                       images=tmp_path / "thi" / "train" / "images")
     _same(_set_positions(work, str(project), None, r2.set_id), got)
+
+
+@pytest.mark.parametrize("name,mic", [
+    ("AutoPick/job008/Movies/20170629_00021_frameImage_autopick.star", "20170629_00021_frameImage"),
+    ("ManualPick/job004/Movies/mic_0001_manualpick.star", "mic_0001"),
+    ("Import/job009/coords/mic_0001_coords.star", "mic_0001"),
+    ("Picks/job009/annotations/TS_01_particles.star", "TS_01"),
+    ("mic_0001.star", "mic_0001"),
+    ("_autopick.star", "_autopick"),  # a suffix alone is a name
+])
+def test_pick_file_micrograph(name, mic):
+    from harvest.conventions import micrograph_key, pick_file_micrograph
+
+    assert pick_file_micrograph(name) == mic
+    assert micrograph_key(pick_file_micrograph(name)) == micrograph_key(mic)
