@@ -73,6 +73,13 @@ def _progress_enabled(quiet: bool) -> bool:
 @click.option("--diameter", type=float, default=None,
               help="Particle diameter (Å). Default: 0.6 × the extraction box.")
 @click.option("--flip-y", is_flag=True, help="Flip y (y -> ny - y), recorded in the manifest.")
+@click.option("--micrograph-size", default=None, metavar="NXxNY",
+              help="Size (px) of micrographs whose size neither the catalog nor a file header "
+                   "gives (purged micrographs); needed only to normalise, flip or rescale.")
+@click.option("--flavour", "--star-flavour", "flavour", default=None,
+              help="Writer flavour of the format: star per-micrograph (default), relion31, "
+                   "relion30, topaz, partinet (one table per split); box integer (default) or "
+                   "float corners.")
 @click.option("--split-by", type=click.Choice(["micrograph", "project"]), default="micrograph",
               show_default=True,
               help="Hold out whole micrographs, or whole projects, for validation.")
@@ -96,12 +103,14 @@ def _progress_enabled(quiet: bool) -> bool:
                                             "complete).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_score, classes,
-                   max_ctf_res, max_motion, min_separation, diameter, flip_y, split_by,
+                   max_ctf_res, max_motion, min_separation, diameter, flip_y, micrograph_size,
+                   flavour, split_by,
                    val_fraction, seed, images, scale, width, normalize, equalize, num_workers,
                    force, quiet):
     """Export curated particles from the catalog as a FORMAT training dataset."""
     from converters.export import ExportOptions, export
     from converters.select import SelectionOptions
+    from converters.sizes import parse_size
 
     ctx = click.get_current_context()
     command = {"command": ctx.command_path, **dict(ctx.params)}
@@ -111,9 +120,11 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
         max_ctf_res=None if max_ctf_res is not None and max_ctf_res < 0 else max_ctf_res,
         max_motion=None if max_motion is not None and max_motion < 0 else max_motion,
         min_separation=min_separation, diameter=diameter, flip_y=flip_y,
+        micrograph_size=parse_size(micrograph_size),
     )
     opts = ExportOptions(
         selection=sel, split_by=split_by, val_fraction=val_fraction, seed=seed, images=images,
+        flavour=flavour,
         scale=scale, width=width, normalize=normalize, equalize=equalize,
         num_workers=max(1, num_workers), force=force, progress=_progress_enabled(quiet),
         command=command,
@@ -129,10 +140,20 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
 @click.option("--project", required=True, help="Project id, root or title the picks belong to.")
 @click.option("--name", required=True, help="Name of the new picked set.")
 @click.option("--scale", type=float, default=None,
-              help="Multiply coordinates by this (picks made on images downsampled by it).")
-def import_command(fmt, path, db, project, name, scale):
-    """Import picks from another picker into the catalog as a picked set."""
+              help="Multiply x and y by this (picks made on images downsampled by it).")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the images the picks were made on: x and y are scaled "
+                   "separately by each micrograph's size over its image's.")
+@click.option("--micrograph-size", default=None, metavar="NXxNY",
+              help="Size (px) of micrographs whose size the catalog lacks.")
+def import_command(fmt, path, db, project, name, scale, images_dir, micrograph_size):
+    """Import picks from another picker into the catalog as a picked set.
+
+    PATH may also be a RELION pick job (its directory, its autopick.star/manualpick.star, a
+    per-micrograph *_autopick.star) or RELION 5 tomography picks (Picks/jobNNN). Picks inside
+    a cryoglean export are scaled back by the export's per-micrograph x and y scales."""
     from converters.importer import import_picks
 
-    result = import_picks(db, fmt, path, project, name, scale=scale)
+    result = import_picks(db, fmt, path, project, name, scale=scale, images=images_dir,
+                          micrograph_size=micrograph_size)
     click.echo(result.summary())

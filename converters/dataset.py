@@ -99,7 +99,7 @@ class ExportDataset:
         from converters import registry
         from converters.formats._common import mic_stem
 
-        spec = registry.get(self.format)
+        spec = registry.get(self.format).flavoured(self.manifest.get("flavour"))
         lay = spec.layout
         mics = self.micrographs()
         opts = {need: side_information(need, mics) for need in sorted(spec.read_needs)}

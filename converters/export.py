@@ -15,7 +15,8 @@ Images (``--images``; default per format from its layout's ``image_defaults``, e
 ``--scale S`` Fourier-crops to ``int(n/S)``, ``--width W`` to width W; label coordinates are
 multiplied by the exact size ratio ``n'/n`` of each micrograph (see :mod:`converters.images`).
 A format's default ``width`` is a view that never upsamples smaller micrographs. ``link`` cannot
-rescale. ``none`` writes labels only (scaled as if the images had been written).
+rescale. ``none`` writes labels only (scaled as if the images had been written). Micrographs
+may be gone (:func:`_usable`, :mod:`converters.sizes`: where each size came from is recorded).
 
 Box sizes: formats whose layout ``needs_diameter`` write a box of side = the particle diameter
 (:mod:`converters.select`); where the catalog has no box size (RELION 3.0 tables) they need
@@ -41,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from converters import atomic, images, manifest
+from converters import atomic, images, manifest, sizes
 from converters.dataset import read_labels  # noqa: F401  (public here too: export.read_labels)
 from converters.layout import SideFiles, describe, side_information
 from converters.select import Selection, SelectionOptions, select_labels
@@ -63,6 +64,7 @@ class ExportOptions:
     val_fraction: float = 0.2
     seed: int = 0
     images: str | None = None  # None: the format's default
+    flavour: str | None = None  # the format's writer flavour (registry); None: its default
     scale: float | None = None
     width: int | None = None
     normalize: str | None = None  # None: format default, else percentile
@@ -104,7 +106,7 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
     from harvest.catalog import Catalog
 
     opts = options or ExportOptions()
-    spec = registry.get(fmt)  # ValueError with suggestions for unknown names
+    spec = registry.get(fmt).flavoured(opts.flavour)  # ValueErrors with suggestions
     if "write" not in spec.capabilities:
         raise ExportError(f"format {fmt!r} cannot be written; writable: "
                           f"{', '.join(registry.names(capability='write'))}")
@@ -131,9 +133,7 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
                 "choose an -o outside it"
             )
     table = sel.micrographs.copy()
-    table, dropped_size = _fill_sizes(table, img["images"])
-    if table.empty:
-        raise ExportError("no micrograph left with a readable image/size; see the warnings")
+    table, dropped_size, missing_images = _usable(table, spec, img)
     # one exposure re-processed in several projects stays on one side (no train/val leakage)
     table["exposure"] = table["mic"].map(exposure_groups(table))
     splits = assign_splits(
@@ -153,12 +153,14 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
     if tomo is not None and tomo.any():
         img = {**img, "width": None}
     shapes = [
-        _out_shape(int(r.nx), int(r.ny), img, str(r.abs_path)) for r in table.itertuples()
+        _out_shape(r.nx, r.ny, img, str(r.abs_path)) for r in table.itertuples()
     ]
     table["out_ny"] = [s[0] for s in shapes]
     table["out_nx"] = [s[1] for s in shapes]
-    table["scale_x"] = table["out_nx"] / table["nx"].astype(float)
-    table["scale_y"] = table["out_ny"] / table["ny"].astype(float)
+    rescaled = img["scale"] not in (None, 1) or img["width"] is not None
+    # without rescaling labels stay in micrograph px, whether or not the size is known
+    table["scale_x"] = table["out_nx"] / table["nx"].astype(float) if rescaled else 1.0
+    table["scale_y"] = table["out_ny"] / table["ny"].astype(float) if rescaled else 1.0
 
     if spec.layout.needs_diameter and table["diameter_px"].isna().any():
         missing = table.loc[table["diameter_px"].isna(), "project_id"]
@@ -183,7 +185,8 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
         label_files = layout.write_labels(registry, table, pos, neg, image_path)
         counts = _counts(table, pos, neg)
         man = manifest.export_manifest(fmt, opts, img, catalog_path, fingerprint, sel.record,
-                                       table, counts, dropped_size, results, layout)
+                                       table, counts, dropped_size, results, layout,
+                                       missing_images=missing_images)
         manifest.write_manifest(tmp, man)
     label_files = [out / Path(p).relative_to(tmp) for p in label_files]
     return ExportResult(out_dir=out, format=fmt, counts=counts, manifest=man,
@@ -213,7 +216,11 @@ def _image_settings(fmt: str, opts: ExportOptions) -> dict:
             "normalize": normalize, "equalize": equalize}
 
 
-def _out_shape(nx: int, ny: int, img: dict, path: str) -> tuple[int, int]:
+def _out_shape(nx, ny, img: dict, path: str) -> tuple[float, float]:
+    """Exported (ny', nx'); NaN where the micrograph's size is unknown (labels that need none)."""
+    if pd.isna(nx) or pd.isna(ny):
+        return (np.nan, np.nan)
+    nx, ny = int(nx), int(ny)
     width = img["width"]
     if width is not None and width > nx:
         if img["width_capped"]:
@@ -226,30 +233,61 @@ def _out_shape(nx: int, ny: int, img: dict, path: str) -> tuple[int, int]:
     return images.output_shape(nx, ny, scale=img["scale"], width=width)
 
 
-def _fill_sizes(table: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[dict]]:
-    """nx, ny from the MRC header where the catalog lacks them; micrographs whose image is needed
-    but unreadable are dropped (and listed)."""
+def needs_size(spec, img: dict) -> str | None:
+    """What in this export needs each micrograph's size (None: nothing): labels normalised by it
+    (the format's ``WRITE_NEEDS`` ``image_size``), or a rescale (``--scale``/``--width``).
+    Written images read their file anyway; a flip is checked by the selection."""
+    if "image_size" in spec.write_needs:
+        return f"{spec.name} labels (normalised by the image size)"
+    if img["scale"] not in (None, 1) or img["width"] is not None:
+        return "--scale/--width"
+    return None
+
+
+def _usable(table: pd.DataFrame, spec, img: dict) -> tuple[pd.DataFrame, list[dict], list[str]]:
+    """The micrographs this export can write, the dropped ones (listed) and those kept without
+    an image to link.
+
+    Micrographs may be gone (DESIGN.md): an image mode that writes files (png, jpg, mrc) drops
+    micrographs whose file is missing or unreadable; ``link`` keeps them, without a link; where
+    the labels need a size (:func:`needs_size`), micrographs without one are dropped. Each
+    reason is one warning line (count + first names); nothing left is an ExportError."""
+    mode = img["images"]
+    exists = table["abs_path"].map(lambda p: isinstance(p, str) and os.path.isfile(p))
     dropped: list[dict] = []
-    keep = []
-    for i, r in enumerate(table.itertuples()):
-        need_file = mode != "none"
-        ok = True
-        if need_file and not os.path.isfile(str(r.abs_path)):
-            ok = False
-            reason = "image file missing"
-        elif pd.isna(r.nx) or pd.isna(r.ny):
-            try:
-                nx, ny = images.micrograph_shape(str(r.abs_path))
-                table.iloc[i, table.columns.get_loc("nx")] = nx
-                table.iloc[i, table.columns.get_loc("ny")] = ny
-            except (OSError, ValueError):
-                ok = False
-                reason = "size unknown and image unreadable"
-        if not ok:
-            log.warning("dropping micrograph %s (%s): %s", r.mic, r.abs_path, reason)
-            dropped.append({"micrograph": r.mic, "path": str(r.abs_path), "reason": reason})
-        keep.append(ok)
-    return table[np.asarray(keep, dtype=bool)].copy(), dropped
+    keep = pd.Series(True, index=table.index)
+    reasons = []
+    if mode in ("png", "jpg", "mrc"):
+        bad = ~exists | ~sizes.has_size(table)
+        if bad.any():
+            reasons.append(f"--images {mode} needs each micrograph file, missing or unreadable "
+                           f"for {sizes.shown(table.loc[bad, 'key'])}; pass --images none "
+                           "(labels only) or --images link")
+            for r in table[bad].itertuples():
+                dropped.append({"micrograph": r.mic, "path": str(r.abs_path),
+                                "reason": "image file missing or unreadable"})
+            keep &= ~bad
+    need = needs_size(spec, img)
+    if need is not None:
+        bad = keep & ~sizes.has_size(table)
+        if bad.any():
+            reasons.append(sizes.missing_line(need, table.loc[bad, "key"]))
+            for r in table[bad].itertuples():
+                dropped.append({"micrograph": r.mic, "path": str(r.abs_path),
+                                "reason": "size unknown"})
+            keep &= ~bad
+    if not keep.any():
+        raise ExportError(reasons[0] if reasons else "no micrograph to export")
+    for reason in reasons:
+        log.warning("dropping micrographs: %s", reason)
+    missing = []
+    if mode == "link":
+        gone = keep & ~exists
+        missing = sorted(table.loc[gone, "mic"].astype(str))
+        if missing:
+            log.warning("not linking %s micrograph file(s) that are gone; their labels are "
+                        "exported", sizes.shown(table.loc[gone, "key"]))
+    return table[keep].copy(), dropped, missing
 
 
 def _scaled(picks: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
@@ -330,8 +368,9 @@ class _Writer:
         ext = images.image_extension(self.mode)
         jobs, rel = [], {}
         for r in table.itertuples():
-            if self.mode == "none":
-                rel[r.mic] = None
+            if self.mode == "none" or (
+                    self.mode == "link" and not os.path.isfile(str(r.abs_path))):
+                rel[r.mic] = None  # labels only (link: the micrograph is gone)
                 continue
             rel_path = self.image_dir(r.split) / f"{r.stem}{ext}"
             rel[r.mic] = rel_path
@@ -399,7 +438,7 @@ class _Writer:
         else:
             dest.mkdir(parents=True, exist_ok=True)
             opts["micrographs"] = list(mics["stem"].astype(str))
-        written = registry.write_picks(frame, dest, self.spec.name, **opts)
+        written = self.spec.write(frame, dest, **opts)  # in the export's flavour
         return [Path(p) for p in written]
 
     def _side_information(self, mics) -> dict:

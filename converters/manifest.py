@@ -9,13 +9,17 @@ and the selected set ids with their counts), ``schema_version``, ``last_crawl``}
 ``selection`` (projects, jobs, sets, stages per micrograph, rules, skipped unreadable projects),
 ``filters`` (limit, dropped count and ids, unknowns passed, per filter),
 ``counts`` {train|val: {micrographs, positives, negatives}}, ``split`` {by, val_fraction,
-seed}, ``images`` {mode, scale, width, normalize, equalize, written, linked, copied},
+seed}, ``images`` {mode, scale, width, normalize, equalize, written, linked, copied,
+not_linked_missing (micrographs whose file is gone: labels without a link)}, ``sizes``
+{sources (micrographs per size source: catalog, header, option, unknown), rule,
+micrograph_size_option}, ``flavour`` (the format flavour written, or null),
 ``coordinates`` {frame, flip_y, units}, ``side_files`` (paths relative to the export of the
 image lists and configs the format's layout wrote beside its labels), ``negatives``
 {requested, written_as},
 ``micrographs`` (one entry per exported micrograph: stem, split, project, key, ``image`` (path
 of the exported image relative to the export, or null when none was written), source path,
-size in and out, scale_x, scale_y, stage, positives, negatives, picked_count,
+size in and out (null where unknown and not needed), ``size_source`` (``catalog`` [with the
+crawl's detail], ``header``, ``option`` or ``unknown``), scale_x, scale_y, stage, positives, negatives, picked_count,
 sparse_fraction, diameter in Å and exported px, ctf_max_res, total_motion, ctf/motion unknown).
 """
 
@@ -90,13 +94,14 @@ def new_manifest(fmt: str, command: dict) -> dict:
 
 
 def export_manifest(fmt, opts, img, catalog_path, fingerprint, rec, table, counts, dropped_size,
-                    results, layout) -> dict:
+                    results, layout, missing_images=()) -> dict:
     """The manifest of an export (see the module docstring): ``opts`` the export's options,
     ``img`` its image settings, ``rec`` the selection's record, ``table`` its micrographs,
     ``results`` the image writes, ``layout`` the writer of the format's layout."""
     import pandas as pd
 
     man = new_manifest(fmt, opts.command or _options_dict(opts))
+    man["flavour"] = layout.spec.flavour
     man["layout"] = "native" if layout.native else "split_dirs"
     man["catalog"] = {"path": str(Path(catalog_path).resolve()), **fingerprint}
     man["selection"] = {
@@ -130,6 +135,16 @@ def export_manifest(fmt, opts, img, catalog_path, fingerprint, rec, table, count
         "mode": img["images"],
         "written": results.count("write"), "linked": results.count("link"),
         "copied": results.count("copy"),
+        "not_linked_missing": list(missing_images),
+    }
+    from converters.sizes import counts as size_counts
+
+    man["sizes"] = {
+        "sources": size_counts(table),
+        "rule": "nx, ny per micrograph from the catalog (crawl: file header or metadata), else "
+                "the micrograph file's header at export, else --micrograph-size; unknown where "
+                "the export needs none",
+        "micrograph_size_option": opts.selection.micrograph_size,
     }
     man["coordinates"] = {
         "frame": "pixels of the exported image: x = column, y = row, origin at the first "
@@ -146,9 +161,10 @@ def export_manifest(fmt, opts, img, catalog_path, fingerprint, rec, table, count
         mics.append({
             "stem": r.stem, "split": r.split, "project_id": int(r.project_id), "key": r.key,
             "exposure": getattr(r, "exposure", None),
-            "image": r.image_rel,
-            "path": str(r.abs_path), "nx": int(r.nx), "ny": int(r.ny),
-            "out_nx": int(r.out_nx), "out_ny": int(r.out_ny),
+            "image": r.image_rel if isinstance(r.image_rel, str) else None,
+            "path": str(r.abs_path), "nx": _int(r.nx), "ny": _int(r.ny),
+            "size_source": getattr(r, "size_source", None),
+            "out_nx": _int(r.out_nx), "out_ny": _int(r.out_ny),
             "scale_x": float(r.scale_x), "scale_y": float(r.scale_y),
             "pixel_size": r.pixel_size, "stage": r.stage,
             "positives": int(r.n_positive), "negatives": int(r.n_negative),
@@ -160,6 +176,14 @@ def export_manifest(fmt, opts, img, catalog_path, fingerprint, rec, table, count
         })
     man["micrographs"] = mics
     return man
+
+
+def _int(value):
+    """int, or None where unknown (a size the export did not need)."""
+    try:
+        return None if value is None or not math.isfinite(float(value)) else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _options_dict(opts) -> dict:

@@ -12,6 +12,11 @@ Each module also declares how an export of it is laid out (``LAYOUT``, a
 need besides the picks (``READ_NEEDS``, ``WRITE_NEEDS``: names of
 :data:`converters.layout.SIDE_INFORMATION`). Adding a format is one module plus one entry in
 ``_MODULES``; the export, import, dataset API and demo take everything from :class:`FormatSpec`.
+A module may also declare writer flavours (``FLAVOURS``; a variant's ``"flavours"``: name ->
+``{"options": writer keywords, "table": one table file per split}``, the first the default);
+:meth:`FormatSpec.flavoured` gives the spec of one (the CLI's ``--flavour``), and a module's
+``read_directory(path)`` reads directories of its own (a RELION pick job) before the generic
+per-file reading.
 
 The picks frame: ``micrograph`` (str, as the format stores it; for per-micrograph files the
 label file's stem), ``x``, ``y`` (float64 px, particle centres, ``mrcfile`` array frame: x =
@@ -59,6 +64,13 @@ class FormatSpec:
     # Side information ``write`` needs besides the picks (``voxel_spacing`` = {stem: Å/px}).
     write_needs: frozenset = frozenset()
     layout: Layout = field(default_factory=Layout)
+    # Writer flavours the module declares (``FLAVOURS``, a variant's ``"flavours"``): name ->
+    # {"options": writer keyword arguments, "table": labels are one table file}; the first is
+    # the default. ``flavour``/``write_options``: the one this spec writes (:meth:`flavoured`).
+    flavour_table: tuple = ()
+    flavour: str | None = None
+    write_options: tuple = ()
+    base_layout: Layout | None = None
 
     def _mod(self):
         return import_module(f"converters.formats.{self.module}")
@@ -81,8 +93,38 @@ class FormatSpec:
         return getattr(self._mod(), self.reader)(path, **opts)
 
     def write(self, picks, dest, **opts) -> list[Path]:
-        """Write ``picks``; returns the files written."""
-        return getattr(self._mod(), self.writer)(picks, dest, **opts)
+        """Write ``picks`` (in this spec's flavour); returns the files written."""
+        return getattr(self._mod(), self.writer)(picks, dest, **{**dict(self.write_options),
+                                                                 **opts})
+
+    @property
+    def flavours(self) -> tuple[str, ...]:
+        """Names of the writer flavours (the first is the default); empty when none."""
+        return tuple(entry[0] for entry in self.flavour_table)
+
+    def flavoured(self, name: str | None) -> FormatSpec:
+        """This format writing flavour ``name`` (None: the default): its writer options, and
+        its layout for labels that are one table (``"table": True``) or one file per
+        micrograph. ValueError naming the known flavours for an unknown one."""
+        if not self.flavour_table:
+            if name is None:
+                return self
+            raise ValueError(f"format {self.name!r} has no flavours (asked for {name!r})")
+        table = {n: (t, o) for n, t, o in self.flavour_table}
+        if name is None:
+            name = self.flavours[0]
+        if name not in table:
+            close = difflib.get_close_matches(str(name), list(table), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"format {self.name!r} has no flavour {name!r}; {hint}known: "
+                             f"{', '.join(table)}")
+        is_table, options = table[name]
+        caps = set(self.capabilities)
+        if is_table:
+            caps.discard("per_micrograph")
+            caps.add("table")
+        spec = replace(self, flavour=name, capabilities=frozenset(caps), write_options=options)
+        return _with_layout(spec, self.base_layout)
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -97,16 +139,20 @@ def _specs() -> tuple[FormatSpec, ...]:
         recursive = bool(getattr(mod, "RECURSIVE", False))
         needs = frozenset(getattr(mod, "READ_NEEDS", ()))
         wneeds = frozenset(getattr(mod, "WRITE_NEEDS", ()))
-        specs.append(_with_layout(FormatSpec(
+        specs.append(_flavoured(_with_layout(FormatSpec(
             modname, frozenset(mod.CAPABILITIES), tuple(mod.EXTENSIONS), modname,
-            recursive=recursive, read_needs=needs, write_needs=wneeds),
-            getattr(mod, "LAYOUT", None)))
+            recursive=recursive, read_needs=needs, write_needs=wneeds,
+            flavour_table=_flavour_table(getattr(mod, "FLAVOURS", {})),
+            base_layout=getattr(mod, "LAYOUT", None)),
+            getattr(mod, "LAYOUT", None))))
         for name, var in getattr(mod, "VARIANTS", {}).items():
-            specs.append(_with_layout(FormatSpec(
+            specs.append(_flavoured(_with_layout(FormatSpec(
                 name, frozenset(var["capabilities"]), tuple(var["extensions"]), modname,
                 var.get("read", "read"), var.get("write", "write"), recursive,
                 frozenset(var.get("read_needs", needs)),
-                frozenset(var.get("write_needs", wneeds))), var.get("layout")))
+                frozenset(var.get("write_needs", wneeds)),
+                flavour_table=_flavour_table(var.get("flavours", {})),
+                base_layout=var.get("layout")), var.get("layout"))))
     for spec in specs:
         unknown = spec.capabilities - CAPABILITY_NAMES
         if unknown:
@@ -115,6 +161,17 @@ def _specs() -> tuple[FormatSpec, ...]:
         if needs:
             raise RuntimeError(f"format {spec.name!r} needs unknown side information {needs}")
     return tuple(specs)
+
+
+def _flavour_table(flavours: dict) -> tuple:
+    """(name, table, sorted writer options) per declared flavour (hashable, like the spec)."""
+    return tuple((str(k), bool(v.get("table", False)), tuple(sorted(v.get("options", {}).items())))
+                 for k, v in flavours.items())
+
+
+def _flavoured(spec: FormatSpec) -> FormatSpec:
+    """The registry's entry: the default flavour where the format declares flavours."""
+    return spec.flavoured(None) if spec.flavour_table else spec
 
 
 def _with_layout(spec: FormatSpec, layout: Layout | None) -> FormatSpec:
@@ -201,6 +258,12 @@ def read_picks(path, fmt: str | None = None, **opts):
         return spec.read(path, **opts)
     if fmt:
         spec = get(fmt)
+        # a format may know directories of its own (a RELION pick job): its read_directory
+        read_dir = getattr(spec._mod(), "read_directory", None)
+        if read_dir is not None and spec.reader == "read":
+            frame = read_dir(path, **opts)
+            if frame is not None:
+                return frame
     else:
         exts = {}
         for p in path.iterdir():
@@ -238,3 +301,8 @@ def write_picks(picks, dest, fmt: str, **opts) -> list[Path]:
     if "write" not in spec.capabilities:
         raise ValueError(f"format {fmt!r} cannot be written")
     return spec.write(picks, dest, **opts)
+
+
+def get_flavoured(name: str, flavour: str | None = None) -> FormatSpec:
+    """:func:`get` in writer flavour ``flavour`` (None: the default one)."""
+    return get(name).flavoured(flavour)

@@ -31,6 +31,9 @@ Rules (each one recorded in the export's manifest)
   of the higher stage, then higher score, then lower set id (greedy in that order, with a
   ``scipy.spatial.cKDTree`` per micrograph). Uses the recentred ``x, y``.
 * **Flip.** ``flip_y`` maps ``y → ny − y`` (``harvest.conventions.flip_y``); never implicit.
+* **Sizes.** ``nx, ny`` of each micrograph: the catalog's, else its file header's, else
+  ``micrograph_size`` (:mod:`converters.sizes`; ``size_source`` says which). Micrographs may be
+  gone: a size is needed only by a flip and by exports that normalise or rescale.
 * **Shared catalogs.** Only projects whose root the user can read and list
   (``os.access(root, R_OK | X_OK)``) are used; others are skipped with a warning and listed in
   the manifest; selecting only unreadable projects is an error.
@@ -48,6 +51,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from converters.sizes import missing_line, parse_size, resolve_sizes
 from harvest.conventions import NEGATIVE_STAGES, STAGE_RANK, STAGES, export_stems, flip_y
 
 log = logging.getLogger(__name__)
@@ -83,11 +87,14 @@ class SelectionOptions:
     min_separation: float | None = None  # Å
     diameter: float | None = None  # Å
     flip_y: bool = False
+    micrograph_size: tuple | None = None  # (nx, ny) px for micrographs without a known size
 
     def to_dict(self) -> dict:
         d = asdict(self)
         for k in ("projects", "jobs", "sets", "classes"):
             d[k] = list(d[k])
+        if d["micrograph_size"] is not None:
+            d["micrograph_size"] = list(d["micrograph_size"])
         return d
 
 
@@ -393,6 +400,9 @@ def select_labels(catalog, options: SelectionOptions) -> Selection:
             "--max-motion"
         )
     pos = pos[pos["mic"].isin(table["mic"])]
+    # sizes: the catalog's, else the file header's, else --micrograph-size (micrographs may be
+    # gone: converters.sizes)
+    table = resolve_sizes(table, parse_size(opts.micrograph_size))
     pos = _to_representative(pos, table, mics)
 
     # --- diameters and separation (Å -> micrograph px)
@@ -433,8 +443,7 @@ def select_labels(catalog, options: SelectionOptions) -> Selection:
     if opts.flip_y:
         ny = table.set_index("mic")["ny"].astype(float)
         if ny.isna().any():
-            missing = sorted(ny[ny.isna()].index)
-            raise SelectionError(f"--flip-y needs micrograph heights; unknown for {missing[:5]}")
+            raise SelectionError(missing_line("--flip-y", sorted(ny[ny.isna()].index)))
         pos = pos.assign(y=flip_y(pos["y"].to_numpy(), pos["mic"].map(ny).to_numpy()))
         if not neg.empty:
             neg = neg.assign(y=flip_y(neg["y"].to_numpy(), neg["mic"].map(ny).to_numpy()))

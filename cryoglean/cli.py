@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "show": "harvest.cli:show_command",
     "export": "converters.cli:export_command",
     "import": "converters.cli:import_command",
+    "convert": "cryoglean.convert_cli:convert_command",
     "denoise": "converters.denoise_cli:denoise_command",
     "star": "converters.partinet_cli:star_command",
     "split": "converters.partinet_cli:split_command",

@@ -202,6 +202,25 @@ def export_stems(keys, project_ids) -> np.ndarray:
     return out
 
 
+# Suffixes pick programs append to a micrograph's name in its per-micrograph coordinate file:
+# RELION's ``<mic>_autopick.star`` / ``<mic>_manualpick.star``, RELION's coordinate-import and
+# external-job style ``<mic>_coords.star``, and RELION 5 tomography annotations
+# ``<tomogram>_particles.star`` (get_particle_poses: name = file name up to its last "_").
+PICK_FILE_SUFFIXES: tuple[str, ...] = ("_autopick", "_manualpick", "_coords", "_particles")
+
+
+def pick_file_micrograph(name: str | os.PathLike) -> str:
+    """Micrograph name of a per-micrograph pick file: its stem without one pick suffix
+    (:data:`PICK_FILE_SUFFIXES`): ``Movies/mic_0001_autopick.star`` → ``mic_0001``."""
+    stem = micrograph_stem(name)
+    if stem.endswith(".star"):
+        stem = stem[: -len(".star")]
+    for suffix in PICK_FILE_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
 def first_stem_clash(names) -> tuple[str, str] | None:
     """The first two names (in order) that share a :func:`micrograph_stem`, as (later, earlier),
     or None: files named ``<stem><ext>`` from them would overwrite each other."""

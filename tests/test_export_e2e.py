@@ -77,7 +77,8 @@ def test_labels_sit_on_particles(facility, db, tmp_path, version, fmt):
     assert len(labels) == sum(c["positives"] for c in res.counts.values()) > 0
     truth = _truth_in_export(facility, man)
     dist, idx = _distances(labels, truth)
-    # integer formats (topaz, thi, cetpick) round: within 1 px; float formats: far closer
+    # integer formats (topaz, thi, cetpick, the EMAN boxes of cryolo) round: within 1 px;
+    # float formats: far closer
     assert dist.max() < 1.0, (version, fmt, dist.max())
     assert len(set(idx)) == len(idx)  # one label per particle, no duplicates
     # positives are the refined particles: every selected (extracted true) particle
@@ -86,8 +87,10 @@ def test_labels_sit_on_particles(facility, db, tmp_path, version, fmt):
     assert {m["stage"] for m in man["micrographs"]} == {"refined"}
     if fmt == "cetpick":
         assert (labels["z"] == 0).all()
-    if fmt in ("yolo", "star", "cryolo"):
+    if fmt in ("yolo", "star"):
         assert dist.max() < 0.02
+    if fmt == "cryolo":  # integer corners by default: the centre within 0.5 px per axis
+        assert dist.max() < 0.5 * 2**0.5 + 0.02
 
 
 def test_layouts(facility, db, tmp_path):
@@ -413,9 +416,10 @@ def test_force_refuses_a_directory_that_is_not_an_export(facility, db, tmp_path)
     assert (out / "precious.txt").read_text() == "keep me"
 
 
-def test_missing_micrograph_file_is_dropped_and_listed(facility, tmp_path):
+def test_missing_micrograph_file_link_keeps_it_images_drop_it(facility, tmp_path):
     # A copy of one RELION project with one micrograph file gone (the facility fixture stays
-    # untouched): exports that need images drop it and say so; --images none keeps it.
+    # untouched): the default link mode keeps its labels (no link); writing images drops it
+    # and says so; --images none keeps it.
     import shutil
 
     from harvest.crawl import crawl
@@ -427,16 +431,18 @@ def test_missing_micrograph_file_is_dropped_and_listed(facility, tmp_path):
     (root / "micrographs" / "mic_0002.mrc").unlink()
     crawl([root], tmp_path / "c.db", progress=False)
     res = _export(tmp_path / "c.db", "star", tmp_path / "out")
+    assert res.manifest["filters"]["images"]["dropped"] == 0
+    gone = {m["key"]: m for m in res.manifest["micrographs"]}["mic_0002"]
+    assert gone["image"] is None and gone["size_source"] == "unknown"
+    assert [m.split(":")[1] for m in res.manifest["images"]["not_linked_missing"]] == [
+        "mic_0002"]
+    assert "mic_0002" in set(ex.read_labels(res.out_dir)["stem"])
+    res = _export(tmp_path / "c.db", "star", tmp_path / "out2", images="mrc")
     dropped = res.manifest["filters"]["images"]["dropped_micrographs"]
     assert [d["micrograph"].split(":")[1] for d in dropped] == ["mic_0002"]
-    assert "mic_0002" not in {m["key"] for m in res.manifest["micrographs"]}
-    assert dropped[0]["reason"] == "image file missing"
-    # without images only the size is needed: the catalog's, else the file's header
-    res = _export(tmp_path / "c.db", "star", tmp_path / "out2", images="none")
-    dropped = res.manifest["filters"]["images"]["dropped_micrographs"]
-    kept = "mic_0002" in {m["key"] for m in res.manifest["micrographs"]}
-    assert kept != bool(dropped)
-    assert not dropped or dropped[0]["reason"] == "size unknown and image unreadable"
+    assert dropped[0]["reason"] == "image file missing or unreadable"
+    res = _export(tmp_path / "c.db", "star", tmp_path / "out3", images="none")
+    assert "mic_0002" in {m["key"] for m in res.manifest["micrographs"]}
 
 
 def test_never_writes_into_a_project(facility, db):

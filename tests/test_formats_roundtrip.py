@@ -65,16 +65,33 @@ def _fresh(tmp_path):
 @settings(**HS)
 @given(picks_frames(grid=True), st.sampled_from([64, 65, 220]))
 def test_box_corner_centre_exact(tmp_path, picks, boxsize):
-    a, b = _roundtrip(_fresh(tmp_path), picks, "box", {"boxsize": boxsize})
-    np.testing.assert_array_equal(a["x"], b["x"])  # corners = centre - size/2, exactly
+    # the float flavour (integer=False): corners = centre - size/2, exactly
+    a, b = _roundtrip(_fresh(tmp_path), picks, "box", {"boxsize": boxsize, "integer": False})
+    np.testing.assert_array_equal(a["x"], b["x"])
     np.testing.assert_array_equal(a["y"], b["y"])
     assert (b["diameter"] == boxsize).all()
 
 
 @settings(**HS)
+@given(picks_frames(), st.sampled_from([64, 65, 220.4]))
+def test_box_integer_corners_by_default(tmp_path, picks, boxsize):
+    # the default: integer sides and corners (Topaz's reader parses int()); a centre read back
+    # is within half a pixel per axis
+    dest = _fresh(tmp_path) / "out"
+    files = registry.write_picks(picks, dest, "box", boxsize=boxsize)
+    for f in files:
+        for line in f.read_text().splitlines():
+            assert all(tok.lstrip("-").isdigit() for tok in line.split())
+    a, b = _roundtrip(_fresh(tmp_path), picks, "box", {"boxsize": boxsize})
+    assert np.abs(a["x"] - b["x"]).max() <= 0.5 + 1e-9
+    assert np.abs(a["y"] - b["y"]).max() <= 0.5 + 1e-9
+    assert (b["diameter"] == round(boxsize)).all()
+
+
+@settings(**HS)
 @given(picks_frames())
 def test_box_any_float_within_1e6(tmp_path, picks):
-    a, b = _roundtrip(_fresh(tmp_path), picks, "box", {"boxsize": 100})
+    a, b = _roundtrip(_fresh(tmp_path), picks, "box", {"boxsize": 100, "integer": False})
     np.testing.assert_allclose(a["x"], b["x"], atol=1e-6, rtol=0)
     np.testing.assert_allclose(a["y"], b["y"], atol=1e-6, rtol=0)
 

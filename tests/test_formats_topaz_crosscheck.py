@@ -77,3 +77,65 @@ def test_topaz_reads_our_relion30_star(tmp_path, picks):
         back.sort_values(["micrograph", "x", "y"])["score"].to_numpy(),
         picks.sort_values(["micrograph", "x", "y"])["score"].to_numpy(),
     )
+
+
+# --- exports made through the CLI (issue 10, item 8) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def catalog(facility, tmp_path_factory):
+    from harvest.crawl import crawl
+
+    path = tmp_path_factory.mktemp("topaz_cat") / "catalog.db"
+    crawl([facility.projects["relion31"]], path, progress=False)
+    return path
+
+
+def _cli_export(catalog, fmt, out, *extra):
+    from click.testing import CliRunner
+
+    from cryoglean.cli import cli
+
+    r = CliRunner().invoke(cli, ["export", fmt, "--db", str(catalog), "-o", str(out),
+                                 "--images", "none", "--val-fraction", "0", "-q", *extra])
+    assert r.exit_code == 0, r.output
+    from converters.dataset import read_labels
+
+    return read_labels(out)
+
+
+def _nearest(a, b):
+    from scipy.spatial import cKDTree
+
+    d = []
+    for stem, grp in a.groupby("micrograph"):
+        other = b[b["micrograph"] == stem][["x", "y"]].to_numpy(float)
+        d.append(cKDTree(other).query(grp[["x", "y"]].to_numpy(float))[0])
+    return np.concatenate(d)
+
+
+def test_topaz_reads_the_cli_box_export(catalog, tmp_path):
+    labels = _cli_export(catalog, "box", tmp_path / "box")
+    files = sorted((tmp_path / "box" / "train" / "labels").glob("*.box"))
+    assert files
+    out = tmp_path / "from_box.txt"
+    _topaz(*files, "-o", out)  # Topaz parses int(): the CLI's box has integer corners
+    theirs = registry.read_picks(out, "topaz")
+    # Topaz's centre = corner + w // 2: within half a pixel of ours (corner + w / 2)
+    ours = labels.assign(micrograph=labels["stem"])
+    assert len(theirs) == len(ours)
+    assert _nearest(theirs, ours).max() <= 0.5 * 2**0.5 + 1e-9
+
+
+@pytest.mark.parametrize("flavour", ["topaz", "relion30"])
+def test_topaz_reads_the_cli_star_export(catalog, tmp_path, flavour):
+    labels = _cli_export(catalog, "star", tmp_path / "st", "--star-flavour", flavour)
+    star_file = tmp_path / "st" / "train" / "labels" / "particles.star"
+    out = tmp_path / "from_star.txt"
+    _topaz(star_file, "-o", out)  # first data_ block, rlnMicrographName, int(float(x))
+    theirs = registry.read_picks(out, "topaz")
+    ours = labels.assign(micrograph=labels["stem"])
+    assert len(theirs) == len(ours) and set(theirs["micrograph"]) == set(ours["micrograph"])
+    # the topaz flavour writes rounded integers (Topaz truncates floats): at most half a pixel
+    limit = 0.5 * 2**0.5 if flavour == "topaz" else 2**0.5
+    assert _nearest(theirs, ours).max() <= limit + 1e-9

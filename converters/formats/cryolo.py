@@ -5,8 +5,11 @@ Three registry entries live here:
 ``box``  (EMAN1 ``.box``)
     one file per micrograph, ``x<TAB>y<TAB>w<TAB>h`` per line, no header; (x, y) is the box's
     lower-left corner = centre − size/2 in the ``mrcfile`` array frame (crYOLO flips both the
-    image and the box on reading, the two cancel). Floats are written where the corner is not an
-    integer (odd box sizes or sub-pixel centres), integers otherwise (Topaz parses ``int()``).
+    image and the box on reading, the two cancel). Integers by default: the side is rounded,
+    then the corner ``round(centre − side/2)`` (Topaz's reader parses ``int()``,
+    ``topaz/utils/files.py read_box``; EMAN writes integers), so a centre read back is within
+    0.5 px per axis. ``integer=False`` (flavour ``float``) keeps float corners where they are not
+    integral.
 ``cbox`` (crYOLO ≥ 1.8 STAR-style ``.cbox``)
     ``data_global`` / ``_cbox_format_version 1.0``, ``data_cryolo`` loop ``_CoordinateX
     _CoordinateY _CoordinateZ _Width _Height _Depth _EstWidth _EstHeight _Confidence _NumBoxes
@@ -70,6 +73,9 @@ VARIANTS = {
         "read": "read_box",
         "write": "write_box",
         "layout": Layout(needs_diameter=True),
+        # the CLI's --flavour: integer corners (default, what Topaz and EMAN read) or floats
+        "flavours": {"integer": {"options": {"integer": True}},
+                     "float": {"options": {"integer": False}}},
     },
     "cbox": {
         "capabilities": frozenset(
@@ -106,12 +112,14 @@ def read_box(path, **_):
 
 
 def write_box(picks, dest, boxsize=None, overwrite: bool = False, micrographs=None,
-              diameter=None, **_):
+              diameter=None, integer: bool = True, **_):
     """EMAN1 ``.box`` per micrograph in directory ``dest`` (or the single file ``dest``).
     Box side = ``boxsize`` (px; ``diameter`` is accepted as the same) or the ``diameter``
-    column."""
+    column. ``integer`` (default): integer sides and corners (see the module docstring)."""
     check_picks(picks, "EMAN .box")
     sizes = _box_sizes(picks, boxsize if boxsize is not None else diameter, "EMAN .box")
+    if integer:
+        sizes = np.maximum(np.rint(sizes), 1.0)
 
     uniform = sizes.size > 0 and bool((sizes == sizes[0]).all())
 
@@ -123,10 +131,13 @@ def write_box(picks, dest, boxsize=None, overwrite: bool = False, micrographs=No
             wh = [_text.Const(token), _text.Const(token)]
         else:
             wh = [_text.Num(b, DECIMALS), _text.Num(b, DECIMALS)]
+        corners = [column(rows, c) - b / 2 for c in "xy"]
+        if integer:
+            corners = [np.rint(c) for c in corners]
         return _text.render(
             [
-                _text.Num(column(rows, "x") - b / 2, DECIMALS),
-                _text.Num(column(rows, "y") - b / 2, DECIMALS),
+                _text.Num(corners[0], DECIMALS),
+                _text.Num(corners[1], DECIMALS),
                 *wh,
             ],
             len(rows),

@@ -15,10 +15,24 @@ harvester does that). Flavours for writing (``flavor=``):
     with ``rlnMicrographName``, coordinates, ``rlnOpticsGroup`` and the optional columns.
 ``relion30``
     one table file: a single ``data_images`` table (what Topaz and RELION 3.0 read).
+``topaz``
+    one table file: a single ``data_images`` table with ``rlnMicrographName``, integer
+    coordinates and ``rlnAutopickFigureOfMerit``, as ``topaz convert`` writes it: Topaz reads only
+    the first ``data_`` block and truncates coordinates with ``astype(float).astype(int)``
+    (``topaz/utils/star.py``), so rounded integers keep its picks on ours.
 ``partinet``
     one table file: ``data_`` / ``loop_`` / ``_rlnMicrographName #1`` / ``_rlnCoordinateX #2`` /
     ``_rlnCoordinateY #3`` / ``_rlnDiameter #4``, integers (PartiNet parses them with ``int()``),
     micrograph names ``<stem>.mrc`` (formats.md §9).
+
+The CLI names these flavours (``FLAVOURS``; ``--flavour``/``--star-flavour``) ``per-micrograph``
+(= ``coords``), ``relion31``, ``relion30``, ``topaz`` and ``partinet``.
+
+Reading also takes RELION's own pick files (:mod:`converters.formats._relion`): per-micrograph
+``*_autopick.star``/``*_manualpick.star`` (micrograph = the file name without that suffix), a
+pick job's ``autopick.star``/``manualpick.star`` index (``data_coordinate_files``), and
+RELION 5 tomography picks (``rlnTomoName`` with ``rlnCenteredCoordinateX/Y/ZAngst``, placed in
+voxels of the tomogram as the crawler does).
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ import numpy as np
 from harvest import starwrite
 from harvest.starread import StarFormatError, read_star
 
-from . import _text
+from . import _relion, _text
 from ._common import (
     FormatError,
     check_picks,
@@ -46,16 +60,26 @@ CAPABILITIES = frozenset(
     {"2d", "3d", "score", "diameter", "per_micrograph", "table", "read", "write"}
 )
 EXTENSIONS = (".star",)
-FLAVORS = ("coords", "relion31", "relion30", "partinet")
+FLAVORS = ("coords", "relion31", "relion30", "topaz", "partinet")
+# CLI flavours (registry): the first is the default, "table" ones write one file per split.
+FLAVOURS = {
+    "per-micrograph": {"options": {"flavor": "coords"}},
+    "relion31": {"options": {"flavor": "relion31"}, "table": True},
+    "relion30": {"options": {"flavor": "relion30"}, "table": True},
+    "topaz": {"options": {"flavor": "topaz"}, "table": True},
+    "partinet": {"options": {"flavor": "partinet"}, "table": True},
+}
 DECIMALS = starwrite.DECIMALS  # RELION writes coordinates with 6 decimals
 VERSION = 30001  # the "# version" line of relion31 tables
-TEXT_LABELS = ("rlnMicrographName",)  # kept as text even where a name looks numeric ("0001")
+TEXT_LABELS = ("rlnMicrographName", "rlnTomoName", "rlnMicrographCoordinates")  # kept as text even where a name looks numeric ("0001")
 
 
 def read(path, **opts):
     """Picks from any STAR with ``rlnCoordinateX/Y``: the ``particles`` block of a 3.1+ file, else
-    the first block holding coordinates. ``micrograph`` = ``rlnMicrographName`` as written, or the
-    file stem for per-micrograph coordinate files; ``score`` = ``rlnAutopickFigureOfMerit``,
+    the first block holding coordinates. ``micrograph`` = ``rlnMicrographName`` as written, else
+    ``rlnTomoName``, else the file name without RELION's pick suffix for per-micrograph
+    coordinate files (``mic_0001_autopick.star`` → ``mic_0001``); RELION pick indexes and
+    RELION 5 tomography picks as the module docstring says; ``score`` = ``rlnAutopickFigureOfMerit``,
     ``diameter`` = ``rlnDiameter``, ``class_id`` = ``rlnClassNumber``, ``z`` = ``rlnCoordinateZ``."""
     path = Path(path)
     if not path.is_file():
@@ -66,6 +90,9 @@ def read(path, **opts):
         raise FormatError(path, f"not a readable STAR file ({exc})") from None
     table = None
     tables = {k: v for k, v in blocks.items() if hasattr(v, "columns")}
+    index = _relion.index_table(tables)
+    if index is not None:  # a RELION pick job's autopick.star / manualpick.star
+        return _relion.read_index(path, index, **opts)
     if "particles" in tables and "rlnCoordinateX" in tables["particles"].columns:
         table = tables["particles"]
     else:
@@ -74,6 +101,8 @@ def read(path, **opts):
                 table = df
                 break
     if table is None:
+        if any(_relion.has_centred(df) for df in tables.values()):
+            return _relion.read_tomo(path, **opts)  # RELION 5 tomography picks
         raise FormatError(
             path,
             "no block with rlnCoordinateX/rlnCoordinateY (blocks: "
@@ -94,10 +123,7 @@ def read(path, **opts):
             raise FormatError(path, f"{name} of row {i + 1} is {table[name].iloc[i]!r}, not a number")
         return values.to_numpy(dtype=np.float64)
 
-    if "rlnMicrographName" in table.columns:
-        mic = table["rlnMicrographName"].astype(str).to_numpy(dtype=object)
-    else:
-        mic = path.stem
+    mic = _relion.micrograph_names(table, path)
     cls = num("rlnClassNumber")
     frame = picks_frame(
         mic,
@@ -115,6 +141,12 @@ def read(path, **opts):
         else "coords"
     )
     return frame
+
+
+def read_directory(path, **opts):
+    """Picks of a RELION pick job directory (its index, 3.x coordinate files or tomography
+    picks), or None when ``path`` is no such directory (then every ``.star`` in it is read)."""
+    return _relion.read_job_directory(Path(path), **opts)
 
 
 def sniff_flavor(path) -> str:
@@ -145,6 +177,8 @@ def write(picks, dest, flavor: str = "coords", overwrite: bool = False, **opts) 
         return [_write_relion(picks, dest, overwrite, optics=True, **opts)]
     if flavor == "relion30":
         return [_write_relion(picks, dest, overwrite, optics=False, **opts)]
+    if flavor == "topaz":
+        return [_write_relion(picks, dest, overwrite, optics=False, integers=True, **opts)]
     if flavor == "partinet":
         return [_write_partinet(picks, dest, overwrite, **opts)]
     raise ValueError(f"unknown STAR flavor {flavor!r}; known: {', '.join(FLAVORS)}")
@@ -192,10 +226,12 @@ def _name_column(picks, transform=None) -> _text.Str:
     return _text.Str(codes=codes, uniques=names)
 
 
-def _write_relion(picks, dest, overwrite, optics: bool, **opts) -> Path:
+def _write_relion(picks, dest, overwrite, optics: bool, integers: bool = False, **opts) -> Path:
     target = table_target(dest, "particles.star")
     n = len(picks)
     labels, cols = _coord_columns(picks, _has(picks, "z"))
+    if integers:
+        cols = [_text.Int(column(picks, c)) for c in "xyz"[: len(labels)]]
     labels.append("rlnMicrographName")
     cols.append(_name_column(picks))
     if _has(picks, "score"):
@@ -234,8 +270,8 @@ def _write_partinet(picks, dest, overwrite, diameter=None, image_ext=".mrc", **_
     if d is None or np.isnan(d).any():
         if diameter is None:
             raise ValueError(
-                "PartiNet STAR needs a particle diameter per pick: give diameter= (px) or a "
-                "'diameter' column"
+                "PartiNet STAR needs a particle diameter per pick: give diameter= (px; "
+                "--boxsize or --diameter on the command line) or a 'diameter' column"
             )
         d = np.where(np.isnan(d), float(diameter), d) if d is not None else np.full(
             len(picks), float(diameter)
