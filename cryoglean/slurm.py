@@ -371,9 +371,63 @@ def _partinet_steps(v: dict[str, Any]) -> list[PipelineStep]:
     ]
 
 
+def _tomo_steps(v: dict[str, Any]) -> list[PipelineStep]:
+    """[crawl] -> export cetpick [--label-fraction] -> tomo-files (the held-out tomograms'
+    list) and train tomo -> pick tomo (array over tomograms) -> evaluate, inside ``workdir``.
+
+    The export's tables hold x, y, z of the tomogram files, which the picker reads with
+    ``--order zxy``; picks come back as IMOD points per tomogram (array tasks write distinct
+    files) in the same frame, scored against the export's validation labels."""
+    _workdir_values(v, "tomo", ["db", "workdir"])
+    w = Path(str(v["workdir"]))
+    export_dir = w / "export-cetpick"
+    exp_id = v.get("exp_id", "tomo")
+    bbox = v.get("bbox", 16)
+    steps: list[PipelineStep] = []
+    if v.get("roots"):
+        steps.append(PipelineStep("01-crawl", "crawl", {"roots": v["roots"], "db": v["db"]}))
+    export_values: dict[str, Any] = {"db": v["db"], "format": "cetpick", "out": str(export_dir)}
+    if v.get("project"):
+        export_values["project"] = v["project"]
+    if v.get("label_fraction") not in (None, ""):
+        export_values["extra"] = ["--label-fraction", str(v["label_fraction"])]
+    steps.append(PipelineStep("02-export", "export", export_values,
+                              after=[s.name for s in steps]))
+    val_images = export_dir / "val" / "images"
+    steps.append(PipelineStep("03-files", "tomo_files", {
+        "dir": str(val_images), "name": "heldout", "ext": ".mrc", "order": "zxy",
+        "inference": True,
+    }, after=["02-export"]))
+    steps.append(PipelineStep("04-train", "train_tomo", {
+        "train_img_txt": str(export_dir / "train" / "images.txt"),
+        "train_coord_txt": str(export_dir / "train" / "labels" / "particles.txt"),
+        "val_img_txt": str(export_dir / "val" / "images.txt"),
+        "val_coord_txt": str(export_dir / "val" / "labels" / "particles.txt"),
+        "order": "zxy", "exp_id": exp_id, "output": str(w / "runs"), "bbox": bbox,
+        "num_epochs": v.get("num_epochs", 10), "lr": v.get("lr", 0.0005),
+        "K": v.get("K", 900),
+        **({"extra": v["train_extra"]} if v.get("train_extra") else {}),
+    }, after=["02-export"]))
+    steps.append(PipelineStep("05-pick", "pick_tomo", {
+        "test_img_txt": str(val_images / "heldout_test_imgs.txt"),
+        "model": str(w / "runs" / exp_id / "weights" / "last.ckpt"),
+        "output": str(w / "picks"), "output_type": "imod", "K": v.get("K", 900),
+        "out_thresh": v.get("out_thresh", 0.2), "shards": v.get("shards", 4),
+    }, after=["03-files", "04-train"]))
+    steps.append(PipelineStep("06-evaluate", "evaluate", {
+        "picks": str(w / "picks" / "imod"), "format": "imod",
+        "truth": str(export_dir / "val" / "labels"), "truth_format": "cetpick",
+        "diameter": bbox, "out": str(w / "evaluation"),
+    }, after=["05-pick"]))
+    return steps
+
+
 PIPELINES = {
     "centernet": (_centernet_steps, "[crawl] -> export thi -> train centernet -> pick (array) -> evaluate; "
                   "values: db, workdir, [roots, project, exp_id, num_epoch, batch_size, shards, diameter]"),
+    "tomo": (_tomo_steps, "[crawl] -> export cetpick -> tomo-files + train tomo -> pick tomo "
+             "(array over tomograms) -> evaluate; values: db, workdir, [roots, project, "
+             "label_fraction, exp_id, bbox, num_epochs, lr, K, out_thresh, shards, train_extra]"),
     "partinet": (_partinet_steps, "PartiNet container: denoise -> detect -> star; "
                  "values: source, workdir, weight, [conf_thres, iou_thres, conf]"),
 }
