@@ -182,3 +182,26 @@ def test_big_tomograms_on_request(tmp_path):
         replace(FacilityConfig(), tomo_size=(128, 128)).validate()
     with pytest.raises(ValueError, match="tilt_range"):
         replace(FacilityConfig(), tilt_range=95.0).validate()
+
+
+def test_demo_data_options(tmp_path):
+    from click.testing import CliRunner
+
+    from harvest.synth.cli import demo_data_command
+
+    run = CliRunner().invoke
+    res = run(demo_data_command, [str(tmp_path / "a"), "--tomograms", "2"])
+    assert res.exit_code == 2 and "add it to --versions" in res.output
+    res = run(demo_data_command, [str(tmp_path / "b"), "--versions", "relion50_tomo",
+                                  "--tomo-size", "64x64"])
+    assert res.exit_code == 2 and "3 positive whole numbers" in res.output
+    res = run(demo_data_command, [str(tmp_path / "c"), "--versions", "relion50_tomo",
+                                  "--micrographs", "1", "--tomograms", "2", "--tomo-size",
+                                  "96x80x40", "--tomo-particles", "5,3", "--tomo-snr", "0.5",
+                                  "--tilt-range", "45", "--quiet"])
+    assert res.exit_code == 0, res.output
+    fac = load_facility(tmp_path / "c")
+    assert fac.config.tomo_size == (96, 80, 40) and fac.config.tilt_range == 45.0
+    assert [t.key for t in fac.tomograms] == ["TS_01", "TS_02"]
+    assert all((t.nx, t.ny, t.nz) == (96, 80, 40) and np.bincount(t.classes).tolist() == [5, 3]
+               and t.snr == 0.5 for t in fac.tomograms)

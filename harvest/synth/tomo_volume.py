@@ -41,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import fft
 
 from harvest.synth.config import FacilityConfig
 from harvest.synth.density import Density, make_density, random_rotations
@@ -100,14 +101,23 @@ def transfer(shape: tuple[int, int, int], voxel: float, defocus: float) -> np.nd
     ctf = np.sqrt(1 - AMP_CONTRAST**2) * np.sin(chi) + AMP_CONTRAST * np.cos(chi)
     nyquist2 = (0.5 / voxel) ** 2
     envelope = np.exp(np.log(ENVELOPE_AT_NYQUIST) * k2 / nyquist2)
-    return -np.abs(ctf) * envelope
+    return (-np.abs(ctf) * envelope).astype(np.float32)
+
+
+def _rfftn(vol: np.ndarray) -> np.ndarray:
+    """Single-precision FFT on every core (a 512×512×256 volume stays within a few GB)."""
+    return fft.rfftn(np.asarray(vol, dtype=np.float32), workers=-1)
+
+
+def _irfftn(ft: np.ndarray, shape) -> np.ndarray:
+    return fft.irfftn(ft, s=shape, axes=(0, 1, 2), workers=-1)
 
 
 def _splat(shape, pos: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Trilinear deposit of point weights at float (x, y, z) positions (keeps each point's
     centre of mass exactly); points outside the volume are dropped."""
     nz, ny, nx = shape
-    vol = np.zeros(shape)
+    vol = np.zeros(shape, dtype=np.float32)
     base = np.floor(pos).astype(int)
     frac = pos - base
     for dx in (0, 1):
@@ -126,7 +136,7 @@ def _gaussian_ft(shape, sigma: float) -> np.ndarray:
     nz, ny, nx = shape
     k2 = (np.fft.fftfreq(nz)[:, None, None] ** 2 + np.fft.fftfreq(ny)[None, :, None] ** 2
           + np.fft.rfftfreq(nx)[None, None, :] ** 2)
-    return np.exp(-2 * np.pi**2 * sigma**2 * k2)
+    return np.exp(-2 * np.pi**2 * sigma**2 * k2).astype(np.float32)
 
 
 def _grid(shape):
@@ -189,7 +199,7 @@ def _place_items(config, shape, voxel, rng):
 
 def _particle_density(shape, particles, classes, diam, densities, voxel, rng) -> np.ndarray:
     """Fourier transform of the particles' density (blobs peaking at 1), per class."""
-    total = np.zeros((shape[0], shape[1], shape[2] // 2 + 1), dtype=np.complex128)
+    total = np.zeros((shape[0], shape[1], shape[2] // 2 + 1), dtype=np.complex64)
     for c, dens in enumerate(densities):
         xyz = particles[classes == c]
         if not len(xyz):
@@ -200,22 +210,37 @@ def _particle_density(shape, particles, classes, diam, densities, voxel, rng) ->
                + xyz[:, None, :]).reshape(-1, 3)
         peak = (2 * np.pi) ** 1.5 * sigma**3  # a unit-amplitude Gaussian blob peaks at 1
         vol = _splat(shape, pos, np.tile(dens.amplitudes * peak, len(xyz)))
-        total += np.fft.rfftn(vol) * _gaussian_ft(shape, sigma)
+        total += _rfftn(vol) * _gaussian_ft(shape, sigma)
     return total
+
+
+def _window(shape, centre, reach):
+    """Slices (z, y, x) of the box within ``reach`` voxels of ``centre`` (None if outside)."""
+    sl = []
+    for v, n in zip(centre[::-1], shape):
+        lo, hi = max(0, int(np.floor(v - reach))), min(n, int(np.ceil(v + reach)) + 1)
+        if lo >= hi:
+            return None
+        sl.append(slice(lo, hi))
+    return tuple(sl)
 
 
 def _junk_density(shape, junk, kinds, radius, voxel) -> np.ndarray:
     x, y, z = _grid(shape)
-    vol = np.zeros(shape)
+    vol = np.zeros(shape, dtype=np.float32)
     half = BILAYER_HALF_A / voxel
     sig = BILAYER_SIGMA_A / voxel
     for (cx, cy, cz), kind, r in zip(junk, kinds, radius):
-        dist = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
+        sl = _window(shape, (cx, cy, cz), r + (3 if kind == "gold" else half + 6 * sig))
+        if sl is None:
+            continue
+        dist = np.sqrt((x[..., sl[2]] - cx) ** 2 + (y[:, sl[1], :] - cy) ** 2
+                       + (z[sl[0]] - cz) ** 2)
         if kind == "gold":  # solid bead, edge softened over ~1 voxel
-            vol += GOLD_DENSITY / (1 + np.exp(np.clip((dist - r) / 0.5, -50, 50)))
+            vol[sl] += GOLD_DENSITY / (1 + np.exp(np.clip((dist - r) / 0.5, -50, 50)))
         else:
-            vol += (np.exp(-((dist - r - half) ** 2) / (2 * sig**2))
-                    + np.exp(-((dist - r + half) ** 2) / (2 * sig**2)))
+            vol[sl] += (np.exp(-((dist - r - half) ** 2) / (2 * sig**2))
+                        + np.exp(-((dist - r + half) ** 2) / (2 * sig**2)))
     return vol
 
 
@@ -225,8 +250,9 @@ def particle_voxels(shape, particles, classes, diam) -> np.ndarray:
     mask = np.zeros(shape, dtype=bool)
     for (cx, cy, cz), c in zip(particles, classes):
         r = diam[c] / 2
-        sl = tuple(slice(max(0, int(np.floor(v - r))), int(np.ceil(v + r)) + 1)
-                   for v in (cz, cy, cx))
+        sl = _window(shape, (cx, cy, cz), r)
+        if sl is None:
+            continue
         d2 = (x[..., sl[2]] - cx) ** 2 + (y[:, sl[1], :] - cy) ** 2 + (z[sl[0]] - cz) ** 2
         mask[sl] |= d2 <= r * r
     return mask
@@ -247,15 +273,17 @@ def simulate_tomogram(config: FacilityConfig, rng: np.random.Generator,
     defocus = rng.uniform(30000.0, 50000.0)
     particles, classes, diam, junk, kinds, radius = _place_items(config, shape, voxel, rng)
     rho = _particle_density(shape, particles, classes, diam, densities, voxel, rng)
-    junk_ft = np.fft.rfftn(_junk_density(shape, junk, kinds, radius, voxel))
+    junk_ft = _rfftn(_junk_density(shape, junk, kinds, radius, voxel))
     wedge = wedge_mask(shape, config.tilt_range)
     h = transfer(shape, voxel, defocus) * wedge
-    particle_signal = np.fft.irfftn(rho * h, s=shape, axes=(0, 1, 2))
-    signal = particle_signal + np.fft.irfftn(junk_ft * h, s=shape, axes=(0, 1, 2))
+    particle_signal = _irfftn(rho * h, shape)
+    signal = particle_signal + _irfftn(junk_ft * h, shape)
+    del rho, junk_ft
     mask = particle_voxels(shape, particles, classes, diam)
     std = float(particle_signal[mask].std()) if mask.any() else float(signal.std()) or 1.0
-    white = np.fft.rfftn(rng.normal(size=shape)) * wedge
-    noise = np.fft.irfftn(white, s=shape, axes=(0, 1, 2))
+    white = _rfftn(rng.standard_normal(size=shape, dtype=np.float32)) * wedge
+    noise = _irfftn(white, shape)
+    del white
     noise *= std / np.sqrt(config.tomo_snr) / noise.std()
     volume = ((signal + noise) / std).astype(np.float32)
     truth = VolumeTruth(particles=particles, classes=classes, diameters_px=diam, junk=junk,
