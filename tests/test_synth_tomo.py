@@ -205,3 +205,26 @@ def test_demo_data_options(tmp_path):
     assert [t.key for t in fac.tomograms] == ["TS_01", "TS_02"]
     assert all((t.nx, t.ny, t.nz) == (96, 80, 40) and np.bincount(t.classes).tolist() == [5, 3]
                and t.snr == 0.5 for t in fac.tomograms)
+
+
+def test_optimisation_set_names_the_tomograms(tomo_facility, tmp_path):
+    """RELION 5's Python picker writes optimisation_set.star as a one-row loop; it alone
+    (no pipeline input edge to Tomograms/) leads the crawl to tomograms.star."""
+    import shutil
+
+    from harvest.catalog import Catalog
+    from harvest.crawl import crawl
+
+    root = tmp_path / "copy"
+    shutil.copytree(tomo_facility.projects["relion50_tomo"], root / "relion50_tomo")
+    pipeline = root / "relion50_tomo" / "default_pipeline.star"
+    text = pipeline.read_text()
+    start = text.index("data_pipeline_input_edges")
+    end = text.index("data_pipeline_output_edges")
+    pipeline.write_text(text[:start] + text[end:])
+    db = tmp_path / "c.db"
+    assert crawl([root], db, progress=False).problems == 0
+    with Catalog(db, readonly=True) as cat:
+        sets = cat.particle_sets()
+        assert sorted(sets["job_key"]) == sorted(PICKS_JOBS) and sets["is_3d"].all()
+        assert cat.micrographs()["nz"].notna().all()
