@@ -203,9 +203,12 @@ def _sparse_labels(pos: pd.DataFrame, table: pd.DataFrame, opts: ExportOptions):
     from converters.sparse import subregion_subset
 
     try:
-        return subregion_subset(pos, table, opts.label_fraction, opts.seed, split=TRAIN)
+        pos, record = subregion_subset(pos, table, opts.label_fraction, opts.seed, split=TRAIN)
     except ValueError as e:
         raise ExportError(str(e)) from None
+    if record is not None:  # the manifest's per-micrograph counts are of the labels written
+        table["n_positive"] = table["stem"].map(pos.groupby("stem").size()).fillna(0).astype(int)
+    return pos, record
 
 
 def _image_settings(fmt: str, opts: ExportOptions) -> dict:

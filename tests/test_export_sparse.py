@@ -71,6 +71,8 @@ def test_export_keeps_a_seeded_sparse_subset(tomo_db, tmp_path):
     rec = res.manifest["label_fraction"]
     assert rec["fraction"] == 0.3 and rec["seed"] == 5 and rec["of"] == len(full)
     assert len(sparse) == rec["kept"] == res.counts["train"]["positives"]
+    per_mic = {m["stem"]: m["positives"] for m in res.manifest["micrographs"]}
+    assert per_mic == sparse.groupby("stem").size().to_dict()
     assert 0.15 <= len(sparse) / len(full) <= 0.45
     # a subset of the full labels, at the same voxels (z kept)
     key = ["stem", "x", "y", "z"]
