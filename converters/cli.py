@@ -99,6 +99,11 @@ def _progress_enabled(quiet: bool) -> bool:
               help="Histogram-equalise png/jpg (default: on for thi, EPicker's view).")
 @click.option("--num-workers", type=int, default=1, show_default=True,
               help="Processes writing images in parallel.")
+@click.option("--label-fraction", type=float, default=None,
+              help="Sparse labels for experiments: keep only the training labels inside "
+                   "random rectangular subregions holding about this fraction (0-1] of each "
+                   "image's particles, as cet_pick's sparse annotations (seeded by --seed; "
+                   "validation labels stay complete; recorded in the manifest).")
 @click.option("--force", is_flag=True, help="Replace an existing output (after the new one is "
                                             "complete).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -106,7 +111,7 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
                    max_ctf_res, max_motion, min_separation, diameter, flip_y, micrograph_size,
                    flavour, split_by,
                    val_fraction, seed, images, scale, width, normalize, equalize, num_workers,
-                   force, quiet):
+                   label_fraction, force, quiet):
     """Export curated particles from the catalog as a FORMAT training dataset."""
     from converters.export import ExportOptions, export
     from converters.select import SelectionOptions
@@ -127,7 +132,7 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
         flavour=flavour,
         scale=scale, width=width, normalize=normalize, equalize=equalize,
         num_workers=max(1, num_workers), force=force, progress=_progress_enabled(quiet),
-        command=command,
+        command=command, label_fraction=label_fraction,
     )
     result = export(db, fmt, out, opts)
     click.echo(result.summary())

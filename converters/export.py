@@ -27,6 +27,10 @@ coordinates, pixel sizes for Å) comes from the exported micrographs
 3D: a 3D-only format from 2D micrographs writes ``z = 0``; tomograms keep their picks' z (voxels
 of the tomogram, which is linked: tomograms take ``--images link|none`` only).
 
+Sparse labels (``--label-fraction F``, :mod:`converters.sparse`): training labels only inside
+seeded rectangular subregions holding ≈ F of each image's particles; validation labels stay
+complete; the manifest's ``label_fraction`` records the regions.
+
 The whole export is built in a temporary directory beside ``OUT`` and renamed into place at the
 end (:mod:`converters.atomic`); an existing ``OUT`` is replaced only with ``force``, and only if
 it is a cryoglean export (has ``manifest.json``) or empty.
@@ -73,6 +77,7 @@ class ExportOptions:
     force: bool = False
     progress: bool = False
     command: dict | None = None  # the command line as given, for the manifest
+    label_fraction: float | None = None  # sparse training labels (converters.sparse)
 
 
 @dataclass
@@ -171,6 +176,7 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
         )
     pos = _scaled(sel.positives, table)
     neg = _scaled(sel.negatives, table)
+    pos, sparse = _sparse_labels(pos, table, opts)
 
     with atomic.atomic_directory(out, force=opts.force) as tmp:
         layout = _Writer(spec, tmp, out, img["images"])
@@ -187,10 +193,25 @@ def export(catalog_path, fmt: str, out_dir, options: ExportOptions | None = None
         man = manifest.export_manifest(fmt, opts, img, catalog_path, fingerprint, sel.record,
                                        table, counts, dropped_size, results, layout,
                                        missing_images=missing_images)
+        if sparse is not None:
+            man["label_fraction"] = sparse
         manifest.write_manifest(tmp, man)
     label_files = [out / Path(p).relative_to(tmp) for p in label_files]
     return ExportResult(out_dir=out, format=fmt, counts=counts, manifest=man,
                         label_files=label_files)
+
+
+def _sparse_labels(pos: pd.DataFrame, table: pd.DataFrame, opts: ExportOptions):
+    """``--label-fraction``: training labels only inside seeded subregions (converters.sparse)."""
+    from converters.sparse import subregion_subset
+
+    try:
+        pos, record = subregion_subset(pos, table, opts.label_fraction, opts.seed, split=TRAIN)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    if record is not None:  # the manifest's per-micrograph counts are of the labels written
+        table["n_positive"] = table["stem"].map(pos.groupby("stem").size()).fillna(0).astype(int)
+    return pos, record
 
 
 def _image_settings(fmt: str, opts: ExportOptions) -> dict:

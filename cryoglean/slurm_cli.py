@@ -67,6 +67,10 @@ def pipeline_command(name, profile_name, profiles_file, sets, out_dir, submit, f
                  epochs2, img_size, shards, conf_thres, easy_fraction, conf, diameter, ...]
       partinet   PartiNet container: denoise -> detect -> star
                  values: source, workdir, weight [, conf_thres, iou_thres, conf]
+      tomo       [crawl ->] export cetpick -> tomo-files + train tomo -> pick tomo (array
+                 over tomograms) -> evaluate
+                 values: db, workdir [, roots, project, label_fraction, exp_id, bbox,
+                 num_epochs, lr, K, out_thresh, shards, train_extra]
     submit.sh records the job IDs in jobids.txt next to it.
     """
     from cryoglean import slurm

@@ -283,3 +283,39 @@ def test_cryoglean_chain_runs_for_real(cluster, tmp_path, facility):
     assert (runs / "slurm" / "weights" / "last.ckpt").exists()
     assert len(sorted((work / "picks").glob("*.thi"))) == len(labels)
     assert any((work / "evaluation").iterdir())
+
+
+def test_tomo_pipeline_runs_in_dependency_order(cluster, tmp_path):
+    """`slurm pipeline tomo` submitted through its submit.sh: every job completes, the pick
+    array has one task per shard on one (fake) GPU each, and no job starts before the jobs it
+    depends on have ended (cryoglean is a recorder stub; the picker itself is tested elsewhere)."""
+    record = tmp_path / "record.txt"
+    stub = tmp_path / "cryoglean-stub"
+    stub.write_text("#!/usr/bin/env bash\n"
+                    f'echo "$(date +%s.%N) start $SLURM_JOB_NAME" >> {record}\n'
+                    "sleep 1\n"
+                    f'echo "$(date +%s.%N) end $SLURM_JOB_NAME '
+                    '${CUDA_VISIBLE_DEVICES:-none} $*" >> ' f"{record}\n")
+    stub.chmod(0o755)
+    out = tmp_path / "chain"
+    slurm.write_pipeline("tomo", _profile(gpus=1, cryoglean=str(stub)),
+                         {"db": str(tmp_path / "c.db"), "workdir": str(tmp_path / "work"),
+                          "roots": [str(tmp_path / "facility")], "shards": 2}, out)
+    submitted = cluster.run("bash", str(out / "submit.sh"))
+    assert submitted.returncode == 0, submitted.stderr
+    ids = dict(line.split() for line in (out / "jobids.txt").read_text().splitlines())
+    states = cluster.wait(list(ids.values()))
+    assert set(states.values()) == {"COMPLETED"}, states
+    start, end, gpus = {}, {}, []
+    for line in record.read_text().splitlines():
+        t, what, name, *rest = line.split()
+        (start if what == "start" else end).setdefault(name, []).append(float(t))
+        if what == "end" and name in ("04-train", "05-pick"):
+            gpus.append(rest[0])
+    assert len(start["05-pick"]) == 2 and len(end["05-pick"]) == 2  # the array of 2 tomogram shards
+    assert gpus and all(g in ("0", "1") for g in gpus), gpus
+    needs = {"02-export": ["01-crawl"], "03-files": ["02-export"], "04-train": ["02-export"],
+             "05-pick": ["03-files", "04-train"], "06-evaluate": ["05-pick"]}
+    for step, before in needs.items():
+        for b in before:
+            assert min(start[step]) >= max(end[b]), f"{step} started before {b} ended"

@@ -37,6 +37,16 @@ def tomogram_table(path: str | None) -> pd.DataFrame | None:
     return table
 
 
+def _set_value(block, label: str):
+    """A value of an optimisation set: a key-value block (C++ programs) or the first row of a
+    one-row loop (RELION 5's Python picker writes ``data_optimisation_set`` as a loop)."""
+    if isinstance(block, dict):
+        return block.get(label)
+    if isinstance(block, pd.DataFrame) and label in block.columns and len(block):
+        return block[label].iloc[0]
+    return None
+
+
 def tomograms_star_for(ctx: Context, proc: Process, jobdir: str) -> str | None:
     """The tomograms.star that describes a job's tomograms: named by its optimisation set, an
     input node, or the nearest upstream job that wrote one; None if there is none."""
@@ -44,7 +54,7 @@ def tomograms_star_for(ctx: Context, proc: Process, jobdir: str) -> str | None:
     if os.path.isfile(opt):
         data = read_star(opt, parse_as_string=STRING_LABELS)
         for block in data.values():
-            val = block.get("rlnTomoTomogramsFile") if isinstance(block, dict) else None
+            val = _set_value(block, "rlnTomoTomogramsFile")
             if val:
                 return ctx.abs(str(val))
     for node in proc.inputs:
@@ -62,8 +72,8 @@ def particles_file_from_optimisation_set(ctx: Context, opt: str) -> str | None:
     path = None
     data = read_star(opt, parse_as_string=STRING_LABELS)
     for block in data.values():
-        if isinstance(block, dict) and block.get("rlnTomoParticlesFile"):
-            path = ctx.abs(str(block["rlnTomoParticlesFile"]))
+        if _set_value(block, "rlnTomoParticlesFile"):
+            path = ctx.abs(str(_set_value(block, "rlnTomoParticlesFile")))
     return path
 
 

@@ -23,7 +23,8 @@ RELION                 Select/job008                 particles                  
 RELION                 Select/job008                 rejected (parent's left-outs)      rejected2d
 RELION                 Class3D/job009                class_1, class_2 (class_id 1/2)    classified3d
 RELION                 Refine3D/job010               run_data                           refined
-RELION 5 tomography    Picks/job003 (relion50_tomo)  particles (3D, key = rlnTomoName)  picked
+RELION 5 tomography    Picks/job003 (relion50_tomo)  particles (3D, larger species)     picked
+RELION 5 tomography    Picks/job004 (relion50_tomo)  particles (3D, smaller species)    picked
 =====================  ============================  =================================  =========
 
 Not listed: CryoSPARC J10 ``particles_all_classes`` (repeats the per-class sets), the failed jobs

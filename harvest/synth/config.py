@@ -31,6 +31,15 @@ class FacilityConfig:
     divided by the noise variance (see :func:`harvest.synth.micrographs.simulate_micrograph`);
     ``shape``: density shape, one of :data:`SHAPES`; ``versions``: projects to write, from
     :data:`ALL_VERSIONS`.
+
+    Tomograms (``relion50_tomo`` only; :mod:`harvest.synth.tomo_volume`): ``tomograms`` how
+    many; ``tomo_size`` (nx, ny, nz) voxels (default small; e.g. 256×256×96 for experiments);
+    ``tomo_binning`` tomogram voxel / tilt-series pixel (voxel = ``pixel_size`` × binning Å);
+    ``tomo_particles`` particles per tomogram of each size class and ``tomo_diameters_A`` their
+    diameters (two classes, one RELION Picks job each); ``tomo_gold`` gold beads and
+    ``tomo_membranes`` membrane vesicles per tomogram (unlabelled junk); ``tomo_snr`` particle
+    signal variance / noise variance over the particle voxels; ``tilt_range`` ± degrees
+    (missing wedge beyond it).
     """
 
     n_micrographs: int = 6
@@ -45,11 +54,27 @@ class FacilityConfig:
     seed: int = 0
     shape: str = "globular"
     versions: tuple[str, ...] = VERSIONS
+    tomograms: int = 1
+    tomo_size: tuple[int, int, int] = (128, 128, 48)
+    tomo_binning: int = 8
+    tomo_particles: tuple[int, int] = (10, 6)
+    tomo_diameters_A: tuple[float, float] = (200.0, 120.0)
+    tomo_gold: int = 3
+    tomo_membranes: int = 1
+    tomo_snr: float = 0.1
+    tilt_range: float = 60.0
 
     def __post_init__(self) -> None:
         # A list from JSON or the CLI becomes the hashable tuple the dataclass promises;
         # numpy scalars become Python numbers (facility.json is plain JSON).
         object.__setattr__(self, "versions", tuple(self.versions))
+        for name, kind in (("tomo_size", int), ("tomo_particles", int),
+                           ("tomo_diameters_A", float)):
+            values = tuple(getattr(self, name))
+            if all(isinstance(v, Real) and not isinstance(v, bool) for v in values):
+                values = tuple(kind(v) if kind is float or float(v).is_integer() else v
+                               for v in values)
+            object.__setattr__(self, name, values)
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Integral) and not isinstance(value, bool):
@@ -110,11 +135,42 @@ class FacilityConfig:
                 f"FacilityConfig: a {self.diameter_px:.0f} px particle does not fit a "
                 f"{self.nx}x{self.ny} micrograph with margins; raise nx/ny or lower diameter_A"
             )
+        self._validate_tomo()
         return self
+
+    def _validate_tomo(self) -> None:
+        """The tomogram fields (checked whatever the versions, so a saved config stays valid)."""
+        counts = (*self.tomo_size, *self.tomo_particles, self.tomograms, self.tomo_binning)
+        if (len(self.tomo_size) != 3 or len(self.tomo_particles) != 2
+                or len(self.tomo_diameters_A) != 2
+                or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in counts)):
+            raise ValueError(
+                "FacilityConfig: tomo_size needs 3 integers (nx, ny, nz), tomo_particles and "
+                f"tomo_diameters_A 2 values each; got {self.tomo_size!r}, "
+                f"{self.tomo_particles!r}, {self.tomo_diameters_A!r}")
+        if min(self.tomo_size) < 16 or self.tomograms < 1 or self.tomo_binning < 1 or min(
+                self.tomo_particles) < 1 or self.tomo_gold < 0 or self.tomo_membranes < 0:
+            raise ValueError(
+                "FacilityConfig: tomograms, tomo_binning and tomo_particles must be >= 1, "
+                "tomo_gold/tomo_membranes >= 0 and every tomo_size >= 16 voxels")
+        if not 0 < self.tilt_range < 90 or not self.tomo_snr > 0:
+            raise ValueError(
+                f"FacilityConfig: tilt_range must be in (0, 90) degrees and tomo_snr > 0, got "
+                f"{self.tilt_range!r}, {self.tomo_snr!r}")
+        voxel = self.pixel_size * self.tomo_binning
+        big = max(self.tomo_diameters_A) / voxel
+        if min(self.tomo_diameters_A) / voxel < 4 or 2 * big >= min(self.tomo_size):
+            raise ValueError(
+                f"FacilityConfig: tomo_diameters_A {self.tomo_diameters_A} are "
+                f"{', '.join(f'{d / voxel:.1f}' for d in self.tomo_diameters_A)} voxels at "
+                f"{voxel:g} Å; each must be >= 4 voxels and fit twice in the smallest "
+                f"tomo_size {min(self.tomo_size)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["versions"] = list(self.versions)
+        for name in ("tomo_size", "tomo_particles", "tomo_diameters_A"):
+            d[name] = list(d[name])
         return d
 
     @classmethod

@@ -48,8 +48,8 @@ class Facility:
 
     ``micrographs``: truth per micrograph (positions in pixels of ``micrographs/<key>.mrc``,
     DESIGN.md frame). ``projects``: version name -> project root directory. ``tomograms``:
-    truth of the ``relion50_tomo`` project's tomogram (empty unless that version was asked for;
-    positions in voxels of the tomogram file).
+    truth of the ``relion50_tomo`` project's tomograms (empty unless that version was asked
+    for; positions in voxels of the tomogram files; :class:`harvest.synth.tomo.SimTomogram`).
     """
 
     root: Path
@@ -93,25 +93,30 @@ class Facility:
 
     def expected_positions(self, project: str, job: str, name: str) -> pd.DataFrame:
         """True items of one expected set: micrograph, x, y (truth, px), kind, index, uid;
-        tomography sets add z and name the tomogram in ``micrograph``."""
+        tomography sets add z and size_class and name the tomogram in ``micrograph`` (``index``
+        is the row in ``SimTomogram.particles``)."""
         for j, n, _stage, selection, _cls, _rec in self._set_table(project):
             if (j, n) == (job, name):
                 rows = self._select(selection)
-                cols = ["micrograph", "x", "y", "z"] if "z" in rows else ["micrograph", "x", "y"]
+                cols = (["micrograph", "x", "y", "z", "size_class"] if "z" in rows
+                        else ["micrograph", "x", "y"])
                 return rows[[*cols, "kind", "index", "uid"]].reset_index(drop=True)
         raise ValueError(f"no expected set {job}:{name} in project {project!r}")
 
     def _select(self, selection: str) -> pd.DataFrame:
-        if selection != "tomo_picks":
+        if not selection.startswith("tomo_picks"):
             return self.scenario.select(selection)
+        size_class = int(selection.rsplit("_", 1)[1])  # tomo_picks_<size class>
         frames = [
             pd.DataFrame({"micrograph": t.key, "x": t.particles[:, 0], "y": t.particles[:, 1],
                           "z": t.particles[:, 2], "kind": "particle",
                           "index": np.arange(len(t.particles)),
-                          "uid": np.arange(len(t.particles), dtype=np.uint64)})
+                          "uid": np.arange(len(t.particles), dtype=np.uint64),
+                          "size_class": t.classes})
             for t in self.tomograms
         ]
-        return pd.concat(frames, ignore_index=True)
+        rows = pd.concat(frames, ignore_index=True)
+        return rows[rows["size_class"] == size_class]
 
     def _set_table(self, project: str):
         if project not in self.projects:
