@@ -433,7 +433,8 @@ def test_missing_micrograph_file_link_keeps_it_images_drop_it(facility, tmp_path
     res = _export(tmp_path / "c.db", "star", tmp_path / "out")
     assert res.manifest["filters"]["images"]["dropped"] == 0
     gone = {m["key"]: m for m in res.manifest["micrographs"]}["mic_0002"]
-    assert gone["image"] is None and gone["size_source"] == "unknown"
+    # the file is gone, but the crawl kept its size from RELION's motion metadata
+    assert gone["image"] is None and gone["size_source"] == "catalog (metadata)"
     assert [m.split(":")[1] for m in res.manifest["images"]["not_linked_missing"]] == [
         "mic_0002"]
     assert "mic_0002" in set(ex.read_labels(res.out_dir)["stem"])

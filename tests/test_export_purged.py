@@ -63,7 +63,7 @@ def test_every_format_exports_without_micrographs(purged, facility, tmp_path, fm
                   micrograph_size=size)
     labels = ex.read_labels(res.out_dir)
     assert len(labels) == len(facility.scenario.select("selected"))
-    sources = {m["size_source"] for m in res.manifest["micrographs"]}
+    sources = {m["size_source"].split(" ")[0] for m in res.manifest["micrographs"]}
     assert sources <= ({"option", "catalog"} if need else {"unknown", "catalog"})
     # the labels still sit on the particles (no size needed to place them)
     truth = facility.truth_frame()
@@ -89,6 +89,15 @@ def test_yolo_takes_sizes_from_the_catalog(purged, facility, tmp_path):
     mics = res.manifest["micrographs"]
     assert {m["size_source"].split(" ")[0] for m in mics} == {"catalog"}
     assert res.manifest["sizes"]["sources"] == {"catalog": len(mics)}
+    assert {(m["nx"], m["ny"]) for m in mics} == {(facility.config.nx, facility.config.ny)}
+
+
+def test_yolo_takes_sizes_from_metadata_when_the_files_are_gone(purged, facility, tmp_path):
+    # crawled after the purge: the crawl kept the sizes the projects' metadata records
+    _, after, _ = purged
+    res = _export(after, "yolo", tmp_path / "out", images="none")
+    mics = res.manifest["micrographs"]
+    assert {m["size_source"] for m in mics} == {"catalog (metadata)"}
     assert {(m["nx"], m["ny"]) for m in mics} == {(facility.config.nx, facility.config.ny)}
 
 
