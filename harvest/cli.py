@@ -43,8 +43,9 @@ def crawl_command(ctx, roots, db, excludes, wait, follow_symlinks, as_json, quie
 
     \b
     Exit codes:
-      0   everything was read
-      3   some files read by this crawl were recorded as problems
+      0   everything was read and no known problem is open
+      3   a problem is open: found by this crawl, or found earlier and not resolved yet
+          (the file is unchanged); a fixed or removed file resolves it
       1   fatal error (e.g. a root that does not exist, an unreadable catalog)
       2   usage error
       75  another crawl holds the catalog lock (after --wait seconds); try again later
@@ -66,7 +67,7 @@ def crawl_command(ctx, roots, db, excludes, wait, follow_symlinks, as_json, quie
         click.echo(json.dumps(summary.as_dict()))
     elif not quiet:
         click.echo(summary.line())
-    ctx.exit(EXIT_PROBLEMS if summary.problems else EXIT_OK)
+    ctx.exit(EXIT_PROBLEMS if summary.problems or summary.open_problems else EXIT_OK)
 
 
 @click.command("watch", context_settings={"help_option_names": ["-h", "--help"]})
