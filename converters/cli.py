@@ -7,6 +7,8 @@ the first time click needs them (help text of the command, or validation).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 
 import click
@@ -50,7 +52,8 @@ def _progress_enabled(quiet: bool) -> bool:
 
 @click.command("export", cls=_FormatsInHelp)
 @click.argument("fmt", metavar="FORMAT", type=_FormatChoice("write"))
-@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Catalog file.")
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False),
+              envvar="CRYOGLEAN_DB", show_envvar=True, help="Catalog file.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output dataset directory (written atomically).")
 @click.option("--project", "projects", multiple=True, help="Project id, root or title (repeat).")
@@ -95,16 +98,18 @@ def _progress_enabled(quiet: bool) -> bool:
 @click.option("--force", is_flag=True, help="Replace an existing output (after the new one is "
                                             "complete).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_score, classes,
                    max_ctf_res, max_motion, min_separation, diameter, flip_y, split_by,
                    val_fraction, seed, images, scale, width, normalize, equalize, num_workers,
-                   force, quiet):
+                   force, quiet, as_json):
     """Export curated particles from the catalog as a FORMAT training dataset."""
     from converters.export import ExportOptions, export
     from converters.select import SelectionOptions
 
     ctx = click.get_current_context()
-    command = {"command": ctx.command_path, **dict(ctx.params)}
+    command = {"command": ctx.command_path,
+               **{k: v for k, v in ctx.params.items() if k != "as_json"}}
     sel = SelectionOptions(
         projects=tuple(projects), jobs=tuple(jobs), sets=tuple(sets), stage=stage,
         negatives=negatives, min_score=min_score, classes=tuple(classes),
@@ -119,20 +124,26 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
         command=command,
     )
     result = export(db, fmt, out, opts)
-    click.echo(result.summary())
+    if as_json:
+        click.echo(json.dumps({"format": result.format, "out": str(result.out_dir),
+                               "counts": result.counts}, default=str))
+    else:
+        click.echo(result.summary())
 
 
 @click.command("import", cls=_FormatsInHelp)
 @click.argument("fmt", metavar="FORMAT", type=_FormatChoice("read"))
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Catalog file.")
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False),
+              envvar="CRYOGLEAN_DB", show_envvar=True, help="Catalog file.")
 @click.option("--project", required=True, help="Project id, root or title the picks belong to.")
 @click.option("--name", required=True, help="Name of the new picked set.")
 @click.option("--scale", type=float, default=None,
               help="Multiply coordinates by this (picks made on images downsampled by it).")
-def import_command(fmt, path, db, project, name, scale):
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def import_command(fmt, path, db, project, name, scale, as_json):
     """Import picks from another picker into the catalog as a picked set."""
     from converters.importer import import_picks
 
     result = import_picks(db, fmt, path, project, name, scale=scale)
-    click.echo(result.summary())
+    click.echo(json.dumps(dataclasses.asdict(result)) if as_json else result.summary())

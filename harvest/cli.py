@@ -13,8 +13,8 @@ EXIT_PROBLEMS = 3
 EXIT_LOCKED = 75  # EX_TEMPFAIL (sysexits.h): try again later
 
 _db_option = click.option(
-    "--db", "db", required=True, type=click.Path(dir_okay=False),
-    help="Catalog file (SQLite); created by the first crawl.",
+    "--db", "db", required=True, type=click.Path(dir_okay=False), envvar="CRYOGLEAN_DB",
+    show_envvar=True, help="Catalog file (SQLite); created by the first crawl.",
 )
 
 
@@ -94,24 +94,26 @@ def watch_command(roots, db, debounce, excludes, poll_interval):
 
 @click.command("ls", context_settings={"help_option_names": ["-h", "--help"]})
 @_db_option
-def ls_command(db):
+@click.option("--json", "as_json", is_flag=True, help="Print the projects as JSON on stdout.")
+def ls_command(db, as_json):
     """List the catalog's projects with software, version, jobs and particles per stage."""
     from harvest.catalog import Catalog
-    from harvest.show import ls_text
+    from harvest.show import ls_data, ls_text
 
     with Catalog(db, readonly=True) as cat:
-        click.echo(ls_text(cat))
+        click.echo(json.dumps(ls_data(cat)) if as_json else ls_text(cat))
 
 
 @click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("project")
 @_db_option
-def show_command(project, db):
+@click.option("--json", "as_json", is_flag=True, help="Print the project as JSON on stdout.")
+def show_command(project, db, as_json):
     """Show one PROJECT (id, root path or title): jobs, particle sets per stage, parents, and
     per micrograph how many particles reached each stage."""
     from harvest.catalog import Catalog
-    from harvest.show import show_text
+    from harvest.show import show_data, show_text
 
     with Catalog(db, readonly=True) as cat:
-        text = show_text(cat, project)
+        text = json.dumps(show_data(cat, project)) if as_json else show_text(cat, project)
     click.echo(text)
