@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
 import click
 
@@ -47,7 +46,7 @@ class _FormatsInHelp(click.Command):
 
 
 def _progress_enabled(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty()
+    return not quiet  # a bar on a terminal, periodic lines otherwise (harvest.progress)
 
 
 @click.command("export", cls=_FormatsInHelp)

@@ -27,7 +27,6 @@ import logging
 import os
 import signal
 import sqlite3
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from harvest.catalog import Catalog, ProjectState, db_text, stamps_equal, writer_lock
 from harvest.catalog import problems as problem_state
 from harvest.discover import CRYOSPARC_MARKER, RELION_MARKER, FoundProject, classify, discover
+from harvest.progress import Progress
 from harvest.records import JobScan, Problem, ProjectScan
 
 log = logging.getLogger("harvest.crawl")
@@ -147,7 +147,7 @@ def crawl(
         for p in disc_problems:
             log.warning("problem: %s", p)
         summary.problems += cat.add_problems(crawl_id, disc_problems)
-        bar = _progress(len(projects), progress)
+        bar = Progress(len(projects), "crawl", "projects", enabled=progress)
         with ThreadPoolExecutor(max_workers=scan_workers) as pool:
             for found_project, scanned in _prefetch_scans(pool, projects, 2 * scan_workers):
                 if should_stop is not None and should_stop():
@@ -156,10 +156,8 @@ def crawl(
                     break
                 _crawl_project(cat, found_project, scanned, crawl_id, summary, hook)
                 summary.projects += 1
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
+                bar.update(1)
+        bar.close()
         scope = roots if only is None else sorted({os.path.abspath(r) for r in only})
         present = {db_text(p.root) for p in projects}
         summary.missing_projects = _mark_missing_projects(cat, scope, present,
@@ -170,14 +168,6 @@ def crawl(
         summary.open_problems = len(cat.open_problems())
     summary.seconds = time.monotonic() - start
     return summary
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="crawl", unit="project", file=sys.stderr, leave=False)
 
 
 @dataclass

@@ -92,8 +92,7 @@ def pick_folder(
     :func:`micrograph_files`; or shard ``K/N`` of the sorted list) with ``pick_one`` and write
     one ``output_type`` label file per micrograph into ``output`` (``visual``: also
     ``<stem>.png`` with the picks drawn). Returns counts and timing."""
-    from tqdm import tqdm
-
+    from harvest.progress import progress
     from trainers.labels import format_name
 
     if not output_type:
@@ -108,7 +107,7 @@ def pick_folder(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     total, t0 = 0, time.time()
-    for f in tqdm(files, desc="pick", disable=not show_progress(quiet)):
+    for f in progress(files, desc="pick", unit="micrographs", enabled=not quiet):
         df = pick_one(f)
         total += len(df)
         write_picks_file(df, out, fmt, f.stem, image_size(f) if sized else None)
