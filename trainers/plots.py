@@ -107,7 +107,7 @@ def plot_losses(metrics: pd.DataFrame, path: str | Path) -> Path | None:
 MAX_SIDE = 1024
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
+def to_uint8(image: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
     if not hi > lo:
         hi = lo + 1.0
@@ -158,7 +158,7 @@ def plot_picks(image, xy, path: str | Path, radius: float, scores=None,
     import cv2
 
     small, f = shrink(np.asarray(image, dtype=np.float32), max_side)
-    rgb = np.repeat(_to_uint8(small)[:, :, None], 3, axis=2)
+    rgb = np.repeat(to_uint8(small)[:, :, None], 3, axis=2)
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     draw_circles(rgb, xy, radius, (0, 255, 0), f)
     notes = [] if len(xy) else ["no picks on this micrograph"]

@@ -1,0 +1,118 @@
+"""What the report shows, read from the catalog as plain dicts (no HTML here)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import pandas as pd
+
+from harvest.catalog import Catalog
+from harvest.catalog import problems as problem_state
+from harvest.conventions import STAGES
+from harvest.show import ls_data
+
+#: (words in the message, what to do), first match wins.
+ADVICE = (
+    ("permission denied", "give the crawling account read access to it; the next crawl "
+                          "reads it again"),
+    ("micrographs referenced", "the micrographs were archived or moved: exports that need no "
+                               "image still work; restore them for image exports and thumbnails"),
+    ("metafile", "restore the missing file (or delete the job in its package); the next "
+                 "crawl resolves the problem when the job's files change"),
+    ("missing", "restore the missing file (or delete the job in its package); the next "
+                "crawl resolves the problem when the job's files change"),
+    ("no job.json", "the job folder is gone or incomplete: restore it or remove it from the "
+                    "project in its package"),
+    ("cannot read", "the file is unreadable or not what its package writes: check it "
+                    "(truncated copy? other version?); the next crawl tries again"),
+    ("cannot parse", "the job's files could not be parsed: check them; the job is tried "
+                     "again on every crawl"),
+)
+
+
+def advice(error: str) -> str:
+    """What to do about a problem, from its message."""
+    low = (error or "").lower()
+    for words, what in ADVICE:
+        if words in low:
+            return what
+    return "fix or remove the file; the next crawl reads it again"
+
+
+def _seconds(start, end) -> float | None:
+    try:
+        a = _dt.datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        b = _dt.datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return None
+    return (b - a).total_seconds()
+
+
+def facility(cat: Catalog, project_ids: list[int] | None = None) -> dict:
+    """Projects (as ``cryoglean ls --json`` plus open problems), crawl history with
+    durations, every open problem with what to do."""
+    projects = [p for p in ls_data(cat) if project_ids is None or p["id"] in project_ids]
+    history = problem_state.crawl_history(cat.conn)
+    crawls = []
+    for r in history.itertuples():
+        crawls.append({"id": int(r.id), "started_at": r.started_at, "finished_at": r.finished_at,
+                       "projects": r.projects, "new_jobs": r.new_jobs,
+                       "new_particles": r.new_particles, "problems": r.problems,
+                       "seconds": _seconds(r.started_at, r.finished_at)})
+    problems = cat.open_problems()
+    if project_ids is not None:
+        problems = problems[problems["project_id"].isna()
+                            | problems["project_id"].isin(project_ids)]
+    rows = [{"project_id": None if pd.isna(r.project_id) else int(r.project_id),
+             "job": r.job_key, "path": r.path, "error": r.error, "advice": advice(r.error)}
+            for r in problems.itertuples()]
+    stages = [s for s in STAGES if any(s in p["stages"] for p in projects)]
+    return {"projects": projects, "crawls": crawls, "problems": rows, "stages": stages}
+
+
+def funnel(stage_totals: dict[str, int]) -> list[tuple[str, int]]:
+    """(stage, particles) in curation order, only the stages the project has."""
+    return [(s, int(stage_totals[s])) for s in STAGES if s in stage_totals]
+
+
+def project(cat: Catalog, pid: int) -> dict:
+    """Jobs (with the most curated stage of their sets), edges, funnel, micrograph table rows,
+    the values of the histograms."""
+    jobs = cat.jobs([pid])
+    sets = cat.particle_sets(project_ids=[pid])
+    order = {s: i for i, s in enumerate(STAGES)}
+    order["rejected2d"] = -1  # a selection job's colour is what it kept
+    best: dict[int, str] = {}
+    for s in sets.itertuples():
+        if pd.notna(s.job_id):
+            j = int(s.job_id)
+            if j not in best or order.get(s.stage, -1) > order.get(best[j], -1):
+                best[j] = s.stage
+    job_rows = [{"id": int(j.id), "key": j.key, "kind": j.kind, "raw_type": j.raw_type,
+                 "status": j.status, "stage": best.get(int(j.id))} for j in jobs.itertuples()]
+    edges = [(int(e.parent_id), int(e.child_id)) for e in cat.job_edges([pid]).itertuples()]
+    mics = cat.micrographs([pid])
+    counts = cat.stage_counts(pid)
+    wide = (counts.pivot(index="micrograph_id", columns="stage", values="count")
+            if len(counts) else pd.DataFrame())
+    stages = [s for s in STAGES if s in wide.columns]
+    rows = []
+    for m in mics.itertuples():
+        per = {s: (int(wide.at[m.id, s]) if m.id in wide.index and pd.notna(wide.at[m.id, s])
+                   else 0) for s in stages}
+        defocus = (None if pd.isna(m.defocus_u) else
+                   (m.defocus_u + (m.defocus_v if pd.notna(m.defocus_v) else m.defocus_u)) / 2)
+        rows.append({"id": int(m.id), "key": m.key, "abs_path": m.abs_path,
+                     "nx": None if pd.isna(m.nx) else int(m.nx),
+                     "ny": None if pd.isna(m.ny) else int(m.ny),
+                     "pixel_size": None if pd.isna(m.pixel_size) else float(m.pixel_size),
+                     "defocus": None if defocus is None else float(defocus),
+                     "ctf_max_res": None if pd.isna(m.ctf_max_res) else float(m.ctf_max_res),
+                     "total_motion": None if pd.isna(m.total_motion) else float(m.total_motion),
+                     "stages": per})
+    external = [{"id": int(s.id), "name": s.name, "count": int(s.count)}
+                for s in sets.itertuples() if pd.isna(s.job_id)]
+    box = sets["box_size"].dropna()
+    return {"jobs": job_rows, "edges": edges, "micrographs": rows, "stages": stages,
+            "sets": sets, "external": external,
+            "box_size": float(box.median()) if len(box) else None}
