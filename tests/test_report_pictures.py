@@ -61,7 +61,7 @@ def test_loss_plot_has_labelled_axes_and_human_names(tmp_path):
     from trainers.plots import human_name, plot_losses
 
     assert human_name("train/loss_epoch") == "training loss (epoch mean)"
-    assert human_name("val/hm_loss") == "validation hm loss"
+    assert human_name("val/hm_loss") == "validation heatmap loss"
     metrics = pd.DataFrame({"epoch": [0, 0, 1, 1], "train/loss_step": [3.0, 2.0, 1.5, 1.0],
                             "train/loss_epoch": [None, 2.5, None, 1.2],
                             "val/loss": [None, 2.0, None, 1.1]})

@@ -65,6 +65,10 @@ METRIC_NAMES = {
 }
 
 
+#: CenterNet's loss terms (EPicker's names) as words.
+ABBREVIATIONS = {"hm": "heatmap", "wh": "size", "off": "offset", "reg": "offset"}
+
+
 def human_name(column: str) -> str:
     """A metric column as people say it: ``train/hm_loss`` → ``training hm loss``."""
     if column in METRIC_NAMES:
@@ -72,7 +76,8 @@ def human_name(column: str) -> str:
     split, _, rest = column.partition("/")
     words = {"train": "training", "val": "validation"}.get(split, split)
     rest = rest.replace("_epoch", " (epoch mean)").replace("_step", " (per batch)")
-    return f"{words} {rest.replace('_', ' ')}".strip() if rest else column.replace("_", " ")
+    rest = " ".join(ABBREVIATIONS.get(w, w) for w in rest.replace("_", " ").split(" "))
+    return f"{words} {rest}".strip() if rest else column.replace("_", " ")
 
 
 def plot_losses(metrics: pd.DataFrame, path: str | Path) -> Path | None:
@@ -89,6 +94,9 @@ def plot_losses(metrics: pd.DataFrame, path: str | Path) -> Path | None:
         d = metrics[["epoch", c]].dropna().groupby("epoch")[c].mean()
         if len(d):
             ax.plot(d.index, d.values, marker=".", label=human_name(c))
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (log scale)")
     ax.set_yscale("log")
