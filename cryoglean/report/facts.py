@@ -39,6 +39,11 @@ def advice(error: str) -> str:
     return "fix or remove the file; the next crawl reads it again"
 
 
+def _value(v, kind=float):
+    """A number, or None for NaN/NA/None."""
+    return None if v is None or pd.isna(v) else kind(v)
+
+
 def _seconds(start, end) -> float | None:
     try:
         a = _dt.datetime.fromisoformat(str(start).replace("Z", "+00:00"))
@@ -96,23 +101,33 @@ def project(cat: Catalog, pid: int) -> dict:
     wide = (counts.pivot(index="micrograph_id", columns="stage", values="count")
             if len(counts) else pd.DataFrame())
     stages = [s for s in STAGES if s in wide.columns]
+    per_mic = wide[stages].fillna(0).astype(int).to_dict("index") if stages else {}
     rows = []
-    for m in mics.itertuples():
-        per = {s: (int(wide.at[m.id, s]) if m.id in wide.index and pd.notna(wide.at[m.id, s])
-                   else 0) for s in stages}
-        defocus = (None if pd.isna(m.defocus_u) else
-                   (m.defocus_u + (m.defocus_v if pd.notna(m.defocus_v) else m.defocus_u)) / 2)
-        rows.append({"id": int(m.id), "key": m.key, "abs_path": m.abs_path,
-                     "nx": None if pd.isna(m.nx) else int(m.nx),
-                     "ny": None if pd.isna(m.ny) else int(m.ny),
-                     "pixel_size": None if pd.isna(m.pixel_size) else float(m.pixel_size),
-                     "defocus": None if defocus is None else float(defocus),
-                     "ctf_max_res": None if pd.isna(m.ctf_max_res) else float(m.ctf_max_res),
-                     "total_motion": None if pd.isna(m.total_motion) else float(m.total_motion),
-                     "stages": per})
+    for m in mics.to_dict("records"):  # plain dicts: ~50x faster than pandas scalar access
+        du, dv = _value(m["defocus_u"]), _value(m["defocus_v"])
+        rows.append({"id": int(m["id"]), "key": m["key"], "abs_path": m["abs_path"],
+                     "nx": _value(m["nx"], int), "ny": _value(m["ny"], int),
+                     "pixel_size": _value(m["pixel_size"]),
+                     "defocus": None if du is None else (du + (dv if dv is not None else du)) / 2,
+                     "ctf_max_res": _value(m["ctf_max_res"]),
+                     "total_motion": _value(m["total_motion"]),
+                     "stages": per_mic.get(m["id"], dict.fromkeys(stages, 0))})
     external = [{"id": int(s.id), "name": s.name, "count": int(s.count)}
                 for s in sets.itertuples() if pd.isna(s.job_id)]
     box = sets["box_size"].dropna()
     return {"jobs": job_rows, "edges": edges, "micrographs": rows, "stages": stages,
             "sets": sets, "external": external,
             "box_size": float(box.median()) if len(box) else None}
+
+
+def particle_digests(cat: Catalog, pid: int) -> dict[int, str]:
+    """{micrograph id: text naming the particle sets on it and their counts}: what a thumbnail
+    shows changes only with this (a re-parsed job's sets get new ids), read in one query."""
+    rows = cat.conn.execute(
+        "SELECT c.micrograph_id, c.set_id, c.count FROM set_counts c JOIN particle_sets s "
+        "ON s.id = c.set_id WHERE s.project_id = ? ORDER BY c.micrograph_id, c.set_id",
+        (int(pid),)).fetchall()
+    out: dict[int, list[str]] = {}
+    for mid, sid, n in rows:
+        out.setdefault(int(mid), []).append(f"{sid}:{n}")
+    return {k: ",".join(v) for k, v in out.items()}

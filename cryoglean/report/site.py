@@ -117,16 +117,14 @@ def _project_page(env, cat: Catalog, p: dict, site: Path, limit: int,
     radius = 0.3 * pf["box_size"] if pf["box_size"] else 20.0
     thumbs = []
     stage_of = dict(zip(pf["sets"]["id"], pf["sets"]["stage"]))
+    digests = facts.particle_digests(cat, p["id"])
     for m in mics:
         if len(thumbs) >= limit:
             break
         if not m["abs_path"] or not os.path.isfile(m["abs_path"]):
             summary.unreadable_micrographs += 1
             continue
-        parts = cat.micrograph_particles(m["id"])
-        parts = pd.DataFrame({"stage": parts["set_id"].map(stage_of), "x": parts["x"],
-                              "y": parts["y"]})
-        key = cache_key(m["abs_path"], parts, radius)
+        key = cache_key(m["abs_path"], digests.get(m["id"], ""), radius)
         if key is None:
             summary.unreadable_micrographs += 1
             continue
@@ -134,6 +132,9 @@ def _project_page(env, cat: Catalog, p: dict, site: Path, limit: int,
         if dest.is_file():
             summary.thumbnails_cached += 1
         else:
+            parts = cat.micrograph_particles(m["id"])
+            parts = pd.DataFrame({"stage": parts["set_id"].map(stage_of), "x": parts["x"],
+                                  "y": parts["y"]})
             try:
                 make_thumbnail(m["abs_path"], parts, radius, dest)
             except (OSError, ValueError):

@@ -25,19 +25,16 @@ def _rgb(hex_color: str) -> tuple[int, int, int]:
     return tuple(int(h[i:i + 2], 16) for i in (0, 2, 4))
 
 
-def cache_key(path: str, particles: pd.DataFrame, radius: float) -> str | None:
-    """Key of a thumbnail: path, size, mtime_ns of the file and a digest of the particles
-    (stage, x, y); None when the file cannot be read (gone, archived)."""
+def cache_key(path: str, particles: str, radius: float) -> str | None:
+    """Key of a thumbnail: path, size, mtime_ns of the file, the particles drawn (``particles``:
+    a text that changes when they do, :func:`cryoglean.report.facts.particle_digests`) and the
+    drawing's radius; None when the file cannot be read (gone, archived)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    h = hashlib.sha1(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{radius:.2f}\0{THUMB_SIDE}"
-                     .encode("utf-8", "surrogateescape"))
-    if len(particles):
-        h.update(particles["stage"].astype(str).str.cat(sep=",").encode())
-        h.update(np.ascontiguousarray(particles[["x", "y"]].to_numpy(np.float32)).tobytes())
-    return h.hexdigest()[:20]
+    text = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{particles}\0{radius:.2f}\0{THUMB_SIDE}"
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 
 def make_thumbnail(path: str, particles: pd.DataFrame, radius: float, dest: Path) -> None:
