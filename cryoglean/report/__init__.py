@@ -5,6 +5,13 @@
 pickers, ``site`` renders ``templates/`` into the site, ``cli`` is the command.
 """
 
-from cryoglean.report.site import ReportSummary, build_report
-
 __all__ = ["ReportSummary", "build_report"]
+
+
+def __getattr__(name: str):
+    # lazy: `cryoglean --help` imports the command module (cli.py) without pandas
+    if name in __all__:
+        from cryoglean.report import site
+
+        return getattr(site, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
