@@ -44,21 +44,26 @@ def main() -> None:
     ap.add_argument("--projects", type=int, default=100)
     ap.add_argument("--micrographs", type=int, default=200)
     ap.add_argument("--out", default="benchmarks/out/report")
+    ap.add_argument("--reuse", action="store_true",
+                    help="Keep the facility and catalog of an earlier run in --out (report only).")
     args = ap.parse_args()
     from cryoglean.report import build_report
     from harvest.crawl import crawl
 
     work = Path(args.out).resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    t = time.perf_counter()
-    root = build(work, args.projects, args.micrographs)
-    t_build = time.perf_counter() - t
     db = work / "catalog.db"
-    t = time.perf_counter()
-    s = crawl([root], db, progress=False)
-    t_crawl = time.perf_counter() - t
+    t_build = t_crawl = particles = None
+    if not (args.reuse and db.is_file()):
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        t = time.perf_counter()
+        root = build(work, args.projects, args.micrographs)
+        t_build = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        particles = crawl([root], db, progress=False).new_particles
+        t_crawl = round(time.perf_counter() - t, 1)
     site = work / "site"
+    shutil.rmtree(site, ignore_errors=True)
     cold = build_report(db, site, progress=False)
     warm = build_report(db, site, progress=False)
     from harvest.catalog import Catalog
@@ -70,8 +75,8 @@ def main() -> None:
     size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
     result = {
         "projects": args.projects, "micrographs_per_project": args.micrographs,
-        "micrographs": args.projects * args.micrographs, "particles_new": s.new_particles,
-        "generate_s": round(t_build, 1), "crawl_s": round(t_crawl, 1),
+        "micrographs": args.projects * args.micrographs, "particles_new": particles,
+        "generate_s": t_build, "crawl_s": t_crawl,
         "cold": cold.as_dict(), "warm": warm.as_dict(), "one_changed": touched.as_dict(),
         "site_mb": round(size / 1e6, 1), "cpus": os.cpu_count(), "python": sys.version.split()[0],
     }

@@ -197,7 +197,7 @@ def test_regeneration_reuses_thumbnails(site, capsys):
     assert first["unreadable_micrographs"] > 0
     assert main(args) == 0
     again = json.loads(capsys.readouterr().out)
-    assert again["thumbnails_made"] == 0
+    assert again["thumbnails_made"] == 0 and again["pages_unchanged"] == again["projects"]
     assert again["thumbnails_cached"] == first["thumbnails_made"]
     # a changed micrograph (mtime) gets a new thumbnail, the old one is removed
     with Catalog(site["db"], readonly=True) as cat:
@@ -206,6 +206,6 @@ def test_regeneration_reuses_thumbnails(site, capsys):
     before = set(os.listdir(out / "thumbs"))
     assert main(args) == 0
     third = json.loads(capsys.readouterr().out)
-    assert third["thumbnails_made"] == 1
+    assert third["thumbnails_made"] == 1 and third["pages_unchanged"] == third["projects"] - 1
     after = set(os.listdir(out / "thumbs"))
     assert len(after) == len(before) and after != before

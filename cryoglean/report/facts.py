@@ -131,3 +131,41 @@ def particle_digests(cat: Catalog, pid: int) -> dict[int, str]:
     for mid, sid, n in rows:
         out.setdefault(int(mid), []).append(f"{sid}:{n}")
     return {k: ",".join(v) for k, v in out.items()}
+
+
+def fingerprint(cat: Catalog, p: dict, extra: str = "") -> str:
+    """A digest of everything a project page shows (its ``cryoglean ls`` row but the crawl
+    time, jobs, edges, sets, particles per micrograph, micrograph metadata, which micrograph
+    files are readable (path, size, mtime), open problems) plus ``extra``: an unchanged
+    project's page is not built again. A few cheap queries and one stat per micrograph."""
+    import hashlib
+    import json
+    import os
+
+    pid = int(p["id"])
+    h = hashlib.sha1(extra.encode())
+    row = {k: v for k, v in p.items() if k != "last_crawl"}
+    h.update(json.dumps(row, sort_keys=True, default=str).encode())
+    for sql in (
+        "SELECT id, key, kind, raw_type, status, parsed_at FROM jobs WHERE project_id = ? "
+        "ORDER BY id",
+        "SELECT e.parent_id, e.child_id FROM job_edges e JOIN jobs j ON j.id = e.child_id "
+        "WHERE j.project_id = ? ORDER BY 1, 2",
+        "SELECT id, job_id, name, stage, class_id, count, box_size FROM particle_sets "
+        "WHERE project_id = ? ORDER BY id",
+        "SELECT c.set_id, c.micrograph_id, c.count FROM set_counts c JOIN particle_sets s "
+        "ON s.id = c.set_id WHERE s.project_id = ? ORDER BY 1, 2",
+        "SELECT id, key, nx, ny, pixel_size, defocus_u, defocus_v, ctf_max_res, total_motion "
+        "FROM micrographs WHERE project_id = ? ORDER BY id",
+    ):
+        h.update(repr(cat.conn.execute(sql, (pid,)).fetchall()).encode())
+    for (path,) in cat.conn.execute(
+            "SELECT abs_path FROM micrographs WHERE project_id = ? ORDER BY id", (pid,)):
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}|".encode("utf-8", "surrogateescape")
+                 if st else f"{path}:-|".encode("utf-8", "surrogateescape"))
+    h.update(cat.project_problems(pid).drop(columns=["id", "crawl_id"]).to_csv().encode())
+    return h.hexdigest()

@@ -98,6 +98,7 @@ def evaluate_imported(cat: Catalog, pid: int, sets: pd.DataFrame,
                              micrographs=sorted(truth["micrograph"].unique()))
         sm = res.summary
         out.append({"set": s.name, "set_id": int(s.id), "against": stage, "radius": radius,
-                    **{k: sm.get(k) for k in ("micrographs", "n_picks", "n_truth", "precision",
-                                              "recall", "f1", "auprc", "rmse")}})
+                    **{k: None if sm.get(k) is None else float(sm[k])
+                       for k in ("precision", "recall", "f1", "auprc", "rmse")},
+                    **{k: int(sm.get(k) or 0) for k in ("micrographs", "n_picks", "n_truth")}})
     return out

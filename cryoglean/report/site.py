@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cryoglean import __version__
 from cryoglean.report import facts, runs, svg
 from cryoglean.report.thumbs import cache_key, make_thumbnail
 from harvest.catalog import Catalog
@@ -28,6 +29,7 @@ class ReportSummary:
     pages: int = 0
     thumbnails_made: int = 0
     thumbnails_cached: int = 0
+    pages_unchanged: int = 0
     unreadable_micrographs: int = 0
     runs: int = 0
     evaluations: int = 0
@@ -42,7 +44,8 @@ class ReportSummary:
         return d
 
     def line(self) -> str:
-        return (f"report {self.site}/index.html: {self.projects} projects, {self.runs} runs, "
+        return (f"report {self.site}/index.html: {self.projects} projects "
+                f"({self.pages_unchanged} unchanged), {self.runs} runs, "
                 f"{self.thumbnails_made} new + {self.thumbnails_cached} cached thumbnails, "
                 f"{self.problems} open problems in {self.seconds:.1f} s")
 
@@ -78,14 +81,35 @@ def build_report(db: str | os.PathLike, out: str | os.PathLike,
         summary.projects, summary.problems = len(fac["projects"]), len(fac["problems"])
         evaluations: dict[int, list] = {}
         used: set[str] = set()
+        state_file = site / STATE
+        old = _read_state(state_file)
+        state: dict[str, dict] = {}
+        extra = f"{__version__}|{thumbnails}|{_templates_digest()}"
         bar = Progress(len(fac["projects"]), "report", "projects", enabled=progress)
         for p in fac["projects"]:
-            page, ev = _project_page(env, cat, p, site, thumbnails, summary, used)
+            fp = facts.fingerprint(cat, p, extra)
+            page_path = site / "projects" / f"{p['id']}.html"
+            prev = old.get(str(p["id"]))
+            if (prev and prev["fingerprint"] == fp and page_path.is_file()
+                    and all((site / "thumbs" / t).is_file() for t in prev["thumbs"])):
+                ev, names = prev["evaluations"], prev["thumbs"]  # nothing it shows changed
+                summary.pages_unchanged += 1
+                summary.thumbnails_cached += len(names)
+            else:
+                before = set(used)
+                page, ev = _project_page(env, cat, p, site, thumbnails, summary, used)
+                names = sorted(used - before)
+                _write(page_path, page, summary)
+            used.update(names)
+            state[str(p["id"])] = {"fingerprint": fp, "thumbs": names, "evaluations": ev}
             evaluations[p["id"]] = ev
             summary.evaluations += len(ev)
-            _write(site / "projects" / f"{p['id']}.html", page, summary)
             bar.update(1)
         bar.close()
+        if pids is not None:  # a partial report keeps the other projects' state
+            state = {**old, **state}
+            used.update(t for v in old.values() for t in v["thumbs"])
+        _write_state(state_file, state)
     run_rows = [runs.read_run(r, site, f"run{i:03d}")
                 for i, r in enumerate(runs.find_runs(list(run_dirs)))]
     summary.runs = len(run_rows)
@@ -94,11 +118,42 @@ def build_report(db: str | os.PathLike, out: str | os.PathLike,
         fac=fac, evaluations=evaluations, by_project=by_project, runs=run_rows,
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), db=str(db)), summary)
     _write(site / "runs.html", env.get_template("runs.html.j2").render(runs=run_rows), summary)
-    for old in (site / "thumbs").glob("*.png") if (site / "thumbs").is_dir() else ():
+    for old in (site / "thumbs").glob("*.*") if (site / "thumbs").is_dir() else ():
         if old.name not in used:  # a micrograph or its particles changed: its old picture
             old.unlink()
     summary.seconds = time.monotonic() - t0
     return summary
+
+
+STATE = ".report-state.json"  # per project: fingerprint, thumbnails, evaluations
+
+
+def _read_state(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # no earlier report (or a damaged state file): build every page
+
+
+def _write_state(path: Path, state: dict) -> None:
+    import json
+
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, default=str))
+    os.replace(tmp, path)
+
+
+def _templates_digest() -> str:
+    import hashlib
+    from importlib import resources
+
+    h = hashlib.sha1()
+    folder = resources.files("cryoglean.report") / "templates"
+    for name in sorted(f.name for f in folder.iterdir() if f.name.endswith(".j2")):
+        h.update((folder / name).read_bytes())
+    return h.hexdigest()
 
 
 def _write(path: Path, text: str, summary: ReportSummary) -> None:
@@ -128,7 +183,7 @@ def _project_page(env, cat: Catalog, p: dict, site: Path, limit: int,
         if key is None:
             summary.unreadable_micrographs += 1
             continue
-        dest = site / "thumbs" / f"{key}.png"
+        dest = site / "thumbs" / f"{key}.jpg"
         if dest.is_file():
             summary.thumbnails_cached += 1
         else:
