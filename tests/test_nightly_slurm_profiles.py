@@ -34,3 +34,16 @@ def test_profile_for_an_unknown_step_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "no step 'trian'" in err and "train" in err
 
+
+
+def test_pick_tasks_ask_for_one_gpu(tmp_path):
+    from cryoglean import slurm
+
+    profile = slurm.validate_profile({"gpus": 4, "gpu_request": "gres"})
+    text = slurm.render("pick_centernet", profile,
+                        {"data": "/d", "model": "/m.ckpt", "output": "/o", "shards": 3})
+    assert "#SBATCH --gres=gpu:1" in text and "gpu:4" not in text
+    assert "--gpus 0" in text
+    train = slurm.render("train_centernet", profile, {"data": "/d", "label": "/l",
+                                                      "exp_id": "r", "output": "/o"})
+    assert "#SBATCH --gres=gpu:4" in train
