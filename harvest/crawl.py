@@ -165,7 +165,7 @@ def crawl(
         summary.seconds = time.monotonic() - start
         cat.finish_crawl(crawl_id, summary.projects, summary.new_jobs, summary.new_particles,
                          summary.problems, unchanged_projects=summary.unchanged_ids)
-        summary.open_problems = len(cat.open_problems())
+        summary.open_problems = len(problem_state.open_problems(cat.conn))
     summary.seconds = time.monotonic() - start
     return summary
 
@@ -270,7 +270,7 @@ def _crawl_project(cat: Catalog, found: FoundProject, scanned: _Scanned, crawl_i
     since = problem_state.last_visit(cat.conn, state.id) if state is not None else None
     if _unchanged(scan, state, cat):
         summary.unchanged_ids.append(state.id)
-        cat.carry_problems(crawl_id, state.id, since, reexamined=())
+        problem_state.carry(cat.conn, crawl_id, state.id, since, reexamined=())
         return
     try:
         w, parsed, reexamined = _write_project(cat, parser, scan, state, crawl_id, hook)
@@ -282,7 +282,7 @@ def _crawl_project(cat: Catalog, found: FoundProject, scanned: _Scanned, crawl_i
         summary.problems += cat.add_problems(crawl_id, [p])
         return
     if state is not None:  # problems of jobs not parsed again are still open
-        cat.carry_problems(crawl_id, state.id, since, reexamined)
+        problem_state.carry(cat.conn, crawl_id, state.id, since, reexamined)
     summary.new_jobs += w.new_jobs
     summary.new_particles += w.new_particles
     summary.problems += w.problems

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harvest.catalog import Catalog
+from harvest.catalog.problems import open_problems
 from harvest.conventions import STAGES
 
 
@@ -70,9 +71,10 @@ def show_text(cat: Catalog, spec: str | int) -> str:
     if len(ext):
         out += ["", "imported sets:"]
         out += [f"  set {s.id}: {s.name} [{s.stage}] {s.count:,}" for s in ext.itertuples()]
-    problems = cat.project_problems(pid)
+    problems = open_problems(cat.conn, pid)
     if len(problems):
-        out += ["", f"problems at the last crawl that read this project ({len(problems)}):"]
+        out += ["", f"problems at the last crawl that read this project, still open "
+                    f"({len(problems)}):"]
         out += [f"  {r.path}: {_strip_prefix(r.error, r.path + ': ')}"
                 for r in problems.itertuples()]
     counts = cat.stage_counts(pid)
@@ -109,7 +111,7 @@ def ls_data(cat: Catalog) -> list[dict]:
     jobs = cat.jobs()
     njobs = jobs.groupby("project_id").size() if not jobs.empty else pd.Series(dtype=int)
     totals = cat.project_stage_totals()
-    open_by = cat.open_problems().groupby("project_id").size()
+    open_by = open_problems(cat.conn).groupby("project_id").size()
     out = []
     for p in _records(projects):
         pid = p["id"]
@@ -142,4 +144,4 @@ def show_data(cat: Catalog, spec: str | int) -> dict:
             int(r.count)
     return {"project": project, "jobs": job_rows,
             "particle_sets": _records(cat.particle_sets(project_ids=[pid])),
-            "problems": _records(cat.project_problems(pid)), "micrographs": per_mic}
+            "problems": _records(open_problems(cat.conn, pid)), "micrographs": per_mic}

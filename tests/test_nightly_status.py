@@ -11,6 +11,7 @@ import pytest
 
 from cryoglean.cli import main
 from harvest.catalog import Catalog
+from harvest.catalog.problems import open_problems
 
 
 @pytest.fixture()
@@ -52,7 +53,7 @@ def test_problem_stays_open_until_the_file_is_fixed(cs_copy, tmp_path, capsys):
         assert s["open_problems"] == s1["open_problems"]
     with Catalog(db, readonly=True) as cat:
         pid = cat.find_project(str(proj))
-        still = cat.project_problems(pid)
+        still = open_problems(cat.conn, pid)
         assert victim.name in " ".join(still["path"]) + " ".join(still["error"])
     assert main(["show", str(proj), "--db", str(db)]) == 0
     assert victim.name in capsys.readouterr().out
@@ -60,8 +61,8 @@ def test_problem_stays_open_until_the_file_is_fixed(cs_copy, tmp_path, capsys):
     code, s = _crawl(root, db, capsys)
     assert (code, s["open_problems"]) == (0, 0), s
     with Catalog(db, readonly=True) as cat:
-        assert cat.project_problems(cat.find_project(str(proj))).empty
-        assert cat.open_problems().empty
+        assert open_problems(cat.conn, cat.find_project(str(proj))).empty
+        assert open_problems(cat.conn).empty
     code, s = _crawl(root, db, capsys)
     assert code == 0, s
 

@@ -64,7 +64,7 @@ def facility(cat: Catalog, project_ids: list[int] | None = None) -> dict:
                        "projects": r.projects, "new_jobs": r.new_jobs,
                        "new_particles": r.new_particles, "problems": r.problems,
                        "seconds": _seconds(r.started_at, r.finished_at)})
-    problems = cat.open_problems()
+    problems = problem_state.open_problems(cat.conn)
     if project_ids is not None:
         problems = problems[problems["project_id"].isna()
                             | problems["project_id"].isin(project_ids)]
@@ -167,5 +167,5 @@ def fingerprint(cat: Catalog, p: dict, extra: str = "") -> str:
             st = None
         h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}|".encode("utf-8", "surrogateescape")
                  if st else f"{path}:-|".encode("utf-8", "surrogateescape"))
-    h.update(cat.project_problems(pid).drop(columns=["id", "crawl_id"]).to_csv().encode())
+    h.update(problem_state.open_problems(cat.conn, pid).drop(columns=["id", "crawl_id"]).to_csv().encode())
     return h.hexdigest()

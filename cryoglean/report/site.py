@@ -16,6 +16,7 @@ from cryoglean import __version__
 from cryoglean.report import facts, runs, svg
 from cryoglean.report.thumbs import cache_key, make_thumbnail
 from harvest.catalog import Catalog
+from harvest.catalog import problems as problem_state
 from harvest.progress import Progress
 
 #: Thumbnails per project page (readable micrographs, in catalog order).
@@ -210,7 +211,7 @@ def _project_page(env, cat: Catalog, p: dict, site: Path, limit: int,
         top = [s for s in pf["stages"] if s != "rejected2d"][-1:] or pf["stages"][-1:]
         hists.append(svg.histogram([m["stages"].get(top[0], 0) for m in mics],
                                    f"{top[0]} particles per micrograph", ""))
-    problems = cat.project_problems(p["id"])
+    problems = problem_state.open_problems(cat.conn, p["id"])
     page = env.get_template("project.html.j2").render(
         p=p, pf=pf, funnel=funnel, funnel_svg=svg.funnel(funnel),
         graph_svg=svg.provenance(pf["jobs"], pf["edges"]), hists=hists, thumbs=thumbs,

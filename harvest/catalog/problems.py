@@ -54,6 +54,19 @@ def carry_forward(conn: sqlite3.Connection, crawl_id: int, project_id: int, sinc
     return cur.rowcount
 
 
+def carry(conn: sqlite3.Connection, crawl_id: int, project_id: int, since: int | None,
+          reexamined: Iterable[str]) -> int:
+    """:func:`carry_forward` in its own short transaction (between two projects' writes)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = carry_forward(conn, crawl_id, project_id, since, reexamined)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return n
+
+
 def open_problems(conn: sqlite3.Connection, project_id: int | None = None) -> pd.DataFrame:
     """Problems not resolved yet: DataFrame[id, crawl_id, project_id, job_key, path, error].
 

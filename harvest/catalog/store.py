@@ -27,7 +27,6 @@ import pandas as pd
 import sqlite_utils
 
 from harvest.catalog import external, schema
-from harvest.catalog import problems as problem_state
 from harvest.catalog.codec import DEFAULT_SCORE_SCALE, read_set
 from harvest.catalog.sqlvalues import db_text, utcnow
 from harvest.catalog.writer import ProjectState, ProjectWriter, StoredJob
@@ -303,13 +302,14 @@ class Catalog:
         )
 
     def project_problems(self, project_id: int) -> pd.DataFrame:
-        """Open problems of one project: DataFrame[id, crawl_id, project_id, job_key, path,
-        error] (:mod:`harvest.catalog.problems`)."""
-        return problem_state.open_problems(self.conn, project_id)
-
-    def open_problems(self) -> pd.DataFrame:
-        """Every problem not resolved yet (:mod:`harvest.catalog.problems`)."""
-        return problem_state.open_problems(self.conn)
+        """Problems of one project from the latest crawl that recorded any for it:
+        DataFrame[id, crawl_id, project_id, job_key, path, error]."""
+        return self._frame(
+            "SELECT id, crawl_id, project_id, job_key, path, error FROM problems "
+            "WHERE project_id = ? AND crawl_id = (SELECT max(crawl_id) FROM problems "
+            "WHERE project_id = ?) ORDER BY id",
+            (int(project_id), int(project_id)),
+        )
 
     # -- crawl bookkeeping (used by harvest.crawl) -----------------------------------------------
 
@@ -364,18 +364,6 @@ class Catalog:
             self.conn.execute("ROLLBACK")
             raise
         return len(rows)
-
-    def carry_problems(self, crawl_id: int, project_id: int, since: int | None,
-                       reexamined: Iterable[str]) -> int:
-        """:func:`harvest.catalog.problems.carry_forward` in one short transaction."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = problem_state.carry_forward(self.conn, crawl_id, project_id, since, reexamined)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        return n
 
     def project_state(self, root: str) -> ProjectState | None:
         """What the catalog knows of the project at ``root`` (for incremental crawls)."""
