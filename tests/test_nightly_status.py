@@ -69,6 +69,8 @@ def test_problem_stays_open_until_the_file_is_fixed(cs_copy, tmp_path, capsys):
 
 def test_removed_project_resolves_its_problem(cs_copy, tmp_path, capsys):
     root, proj = cs_copy
+    # a second, healthy project: the root still holds one after the first is archived
+    shutil.copytree(proj, proj.parent / "CS-healthy", symlinks=True)
     db = tmp_path / "c.db"
     victim = _passthrough(proj)
     victim.unlink()
@@ -79,16 +81,16 @@ def test_removed_project_resolves_its_problem(cs_copy, tmp_path, capsys):
     assert (code, s["open_problems"]) == (0, 0), s
 
 
-def test_unreadable_project_stays_a_problem_every_night(tmp_path, capsys):
-    pytest.importorskip("harvest.cryosparc")
-    proj = tmp_path / "root" / "CS-bad"
+def test_unreadable_project_stays_a_problem_every_night(cs_copy, tmp_path, capsys):
+    root, _healthy = cs_copy
+    proj = root / "CS-bad"
     (proj / "J1").mkdir(parents=True)
     (proj / "project.json").write_bytes(b"\xff\xfe not json")
     (proj / "J1" / "job.json").write_text("[1, 2")
     db = tmp_path / "c.db"
     for _night in range(2):
-        code, s = _crawl(tmp_path / "root", db, capsys)
+        code, s = _crawl(root, db, capsys)
         assert code == 3 and s["open_problems"] >= 1
     shutil.rmtree(proj)
-    code, s = _crawl(tmp_path / "root", db, capsys)
+    code, s = _crawl(root, db, capsys)
     assert (code, s["open_problems"]) == (0, 0), s
