@@ -19,6 +19,13 @@ install: $(BIN)/python
 
 install-test: install
 	$(BIN)/pip install -q -e ".[test]"
+	@# Debian's headless chromium for the report test (tests/test_report_site.py opens every page);
+	@# skipped when present, or when apt-get is not there / we are not root (the test then skips
+	@# and names what is missing).
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "chromium/chromium-driver not installed (needs root + apt-get): the report browser test will skip"; fi
 	@# topaz-em without its dependencies: tests run Topaz's own convert and precision_recall_curve
 	@# as cross-checks; the tests skip with a reason if it is absent.
 	@$(BIN)/python -c "import topaz" 2>/dev/null || $(BIN)/pip install -q --no-deps topaz-em || true

@@ -7,7 +7,8 @@ the first time click needs them (help text of the command, or validation).
 
 from __future__ import annotations
 
-import sys
+import dataclasses
+import json
 
 import click
 
@@ -45,12 +46,13 @@ class _FormatsInHelp(click.Command):
 
 
 def _progress_enabled(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty()
+    return not quiet  # a bar on a terminal, periodic lines otherwise (harvest.progress)
 
 
 @click.command("export", cls=_FormatsInHelp)
 @click.argument("fmt", metavar="FORMAT", type=_FormatChoice("write"))
-@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Catalog file.")
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False),
+              envvar="CRYOGLEAN_DB", show_envvar=True, help="Catalog file.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output dataset directory (written atomically).")
 @click.option("--project", "projects", multiple=True, help="Project id, root or title (repeat).")
@@ -107,18 +109,20 @@ def _progress_enabled(quiet: bool) -> bool:
 @click.option("--force", is_flag=True, help="Replace an existing output (after the new one is "
                                             "complete).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_score, classes,
                    max_ctf_res, max_motion, min_separation, diameter, flip_y, micrograph_size,
                    flavour, split_by,
                    val_fraction, seed, images, scale, width, normalize, equalize, num_workers,
-                   label_fraction, force, quiet):
+                   label_fraction, force, quiet, as_json):
     """Export curated particles from the catalog as a FORMAT training dataset."""
     from converters.export import ExportOptions, export
     from converters.select import SelectionOptions
     from converters.sizes import parse_size
 
     ctx = click.get_current_context()
-    command = {"command": ctx.command_path, **dict(ctx.params)}
+    command = {"command": ctx.command_path,
+               **{k: v for k, v in ctx.params.items() if k != "as_json"}}
     sel = SelectionOptions(
         projects=tuple(projects), jobs=tuple(jobs), sets=tuple(sets), stage=stage,
         negatives=negatives, min_score=min_score, classes=tuple(classes),
@@ -135,13 +139,18 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
         command=command, label_fraction=label_fraction,
     )
     result = export(db, fmt, out, opts)
-    click.echo(result.summary())
+    if as_json:
+        click.echo(json.dumps({"format": result.format, "out": str(result.out_dir),
+                               "counts": result.counts}, default=str))
+    else:
+        click.echo(result.summary())
 
 
 @click.command("import", cls=_FormatsInHelp)
 @click.argument("fmt", metavar="FORMAT", type=_FormatChoice("read"))
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Catalog file.")
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False),
+              envvar="CRYOGLEAN_DB", show_envvar=True, help="Catalog file.")
 @click.option("--project", required=True, help="Project id, root or title the picks belong to.")
 @click.option("--name", required=True, help="Name of the new picked set.")
 @click.option("--scale", type=float, default=None,
@@ -151,7 +160,8 @@ def export_command(fmt, db, out, projects, jobs, sets, stage, negatives, min_sco
                    "separately by each micrograph's size over its image's.")
 @click.option("--micrograph-size", default=None, metavar="NXxNY",
               help="Size (px) of micrographs whose size the catalog lacks.")
-def import_command(fmt, path, db, project, name, scale, images_dir, micrograph_size):
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def import_command(fmt, path, db, project, name, scale, images_dir, micrograph_size, as_json):
     """Import picks from another picker into the catalog as a picked set.
 
     PATH may also be a RELION pick job (its directory, its autopick.star/manualpick.star, a
@@ -161,4 +171,4 @@ def import_command(fmt, path, db, project, name, scale, images_dir, micrograph_s
 
     result = import_picks(db, fmt, path, project, name, scale=scale, images=images_dir,
                           micrograph_size=micrograph_size)
-    click.echo(result.summary())
+    click.echo(json.dumps(dataclasses.asdict(result)) if as_json else result.summary())

@@ -326,11 +326,12 @@ def _png_params() -> list[int]:
 
 def write_images(jobs: list[ImageJob], num_workers: int = 1, progress: bool = False) -> list[str]:
     """Write all images, in parallel over micrographs when ``num_workers > 1``
-    (ProcessPoolExecutor), with a tqdm bar on stderr when ``progress``. Results in input order."""
-    from tqdm import tqdm
+    (ProcessPoolExecutor), with progress on stderr when ``progress`` (:mod:`harvest.progress`:
+    a bar on a terminal, log lines otherwise). Results in input order."""
+    from harvest.progress import Progress
 
     results: list[str] = []
-    bar = tqdm(total=len(jobs), desc="images", unit="mic", disable=not progress)
+    bar = Progress(len(jobs), "images", "micrographs", enabled=progress)
     try:
         if num_workers > 1 and len(jobs) > 1:
             from concurrent.futures import ProcessPoolExecutor

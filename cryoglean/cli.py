@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "pick": "trainers.cli:pick_group",
     "evaluate": "trainers.evaluate_cli:evaluate_command",
     "slurm": "cryoglean.slurm_cli:slurm_group",
+    "report": "cryoglean.report.cli:report_command",
 }
 
 EX_SOFTWARE = 70  # sysexits.h: internal software error (a bug in cryoglean)

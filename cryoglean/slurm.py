@@ -318,19 +318,32 @@ echo "submitted: $(tr '\\n' ' ' < jobids.txt)"
 """
 
 
+def step_kind(step: PipelineStep) -> str:
+    """A step's name without its order prefix: ``02-train`` → ``train``."""
+    return re.sub(r"^\d+-", "", step.name)
+
+
 def write_pipeline(name: str, profile: dict[str, Any], values: dict[str, Any], out_dir,
-                   force: bool = False) -> list[Path]:
+                   force: bool = False,
+                   step_profiles: dict[str, dict[str, Any]] | None = None) -> list[Path]:
     """Render every step of a pipeline into ``out_dir`` plus a ``submit.sh`` that submits them
     with ``--dependency=afterok:...`` and writes ``jobids.txt``. Returns the script paths in
-    submission order (submit.sh last)."""
+    submission order (submit.sh last). ``step_profiles``: {step kind (crawl, export, train,
+    pick, evaluate, ...): profile} for the steps that run elsewhere than ``profile``."""
     out = Path(out_dir)
     steps = pipeline_steps(name, values)
+    step_profiles = dict(step_profiles or {})
+    unknown = sorted(set(step_profiles) - {step_kind(s) for s in steps})
+    if unknown:
+        raise SlurmConfigError(
+            f"--profile-for {unknown[0]}=...: pipeline {name!r} has no step {unknown[0]!r} "
+            f"(its steps: {', '.join(step_kind(s) for s in steps)})")
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} is not empty; use --force to replace its scripts")
     paths = []
     lines = []
     for step in steps:
-        text = render(step.template, profile, step.values)
+        text = render(step.template, step_profiles.get(step_kind(step), profile), step.values)
         paths.append(write_script(text, out / f"{step.name}.sh", force=True))
         var = _job_var(step.name)
         dep = ""

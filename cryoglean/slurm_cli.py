@@ -50,12 +50,16 @@ def render_command(template, profile_name, profiles_file, sets, output, force):
 @click.option("--profile", "profile_name", required=True, help="Profile name in the profiles file.")
 @click.option("--profiles", "profiles_file", type=click.Path(dir_okay=False, exists=True),
               help="YAML file of named profiles (default: the built-in example profiles).")
+@click.option("--profile-for", "profile_for", multiple=True, metavar="STEP=PROFILE",
+              help="Run one step kind with another profile of the file, e.g. crawl=cpu, "
+                   "train=gpu (repeat); the others use --profile.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A pipeline value.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for the scripts and submit.sh.")
 @click.option("--submit", is_flag=True, help="Submit the chain now (sbatch) and print the job IDs.")
 @click.option("--force", is_flag=True, help="Replace scripts in a non-empty directory.")
-def pipeline_command(name, profile_name, profiles_file, sets, out_dir, submit, force):
+def pipeline_command(name, profile_name, profiles_file, profile_for, sets, out_dir, submit,
+                     force):
     """Write a chain of jobs with dependencies plus a submit.sh that submits it.
 
     \b
@@ -76,7 +80,10 @@ def pipeline_command(name, profile_name, profiles_file, sets, out_dir, submit, f
     from cryoglean import slurm
 
     profile = slurm.get_profile(profile_name, profiles_file)
-    paths = slurm.write_pipeline(name, profile, slurm.parse_sets(sets), out_dir, force=force)
+    per_step = {step: slurm.get_profile(prof, profiles_file)
+                for step, prof in slurm.parse_sets(profile_for).items()}
+    paths = slurm.write_pipeline(name, profile, slurm.parse_sets(sets), out_dir, force=force,
+                                 step_profiles=per_step)
     for path in paths:
         click.echo(f"wrote {path}")
     if submit:

@@ -14,8 +14,8 @@ EXIT_NO_PROJECTS = 66  # EX_NOINPUT (sysexits.h): the roots hold no project
 EXIT_LOCKED = 75  # EX_TEMPFAIL (sysexits.h): try again later
 
 _db_option = click.option(
-    "--db", "db", required=True, type=click.Path(dir_okay=False),
-    help="Catalog file (SQLite); created by the first crawl.",
+    "--db", "db", required=True, type=click.Path(dir_okay=False), envvar="CRYOGLEAN_DB",
+    show_envvar=True, help="Catalog file (SQLite); created by the first crawl.",
 )
 
 
@@ -44,8 +44,9 @@ def crawl_command(ctx, roots, db, excludes, wait, follow_symlinks, as_json, quie
 
     \b
     Exit codes:
-      0   everything was read
-      3   some files read by this crawl were recorded as problems
+      0   everything was read and no known problem is open
+      3   a problem is open: found by this crawl, or found earlier and not resolved yet
+          (the file is unchanged); a fixed or removed file resolves it
       1   fatal error (e.g. a root that does not exist, an unreadable catalog)
       2   usage error
       66  no CryoSPARC or RELION project was found under ROOT... (nothing crawled)
@@ -75,7 +76,7 @@ def crawl_command(ctx, roots, db, excludes, wait, follow_symlinks, as_json, quie
                    f"(looked for {CRYOSPARC_MARKER} and {RELION_MARKER}); nothing was crawled",
                    err=True)
         ctx.exit(EXIT_NO_PROJECTS)
-    ctx.exit(EXIT_PROBLEMS if summary.problems else EXIT_OK)
+    ctx.exit(EXIT_PROBLEMS if summary.problems or summary.open_problems else EXIT_OK)
 
 
 @click.command("watch", context_settings={"help_option_names": ["-h", "--help"]})
@@ -102,24 +103,26 @@ def watch_command(roots, db, debounce, excludes, poll_interval):
 
 @click.command("ls", context_settings={"help_option_names": ["-h", "--help"]})
 @_db_option
-def ls_command(db):
+@click.option("--json", "as_json", is_flag=True, help="Print the projects as JSON on stdout.")
+def ls_command(db, as_json):
     """List the catalog's projects with software, version, jobs and particles per stage."""
     from harvest.catalog import Catalog
-    from harvest.show import ls_text
+    from harvest.show import ls_data, ls_text
 
     with Catalog(db, readonly=True) as cat:
-        click.echo(ls_text(cat))
+        click.echo(json.dumps(ls_data(cat)) if as_json else ls_text(cat))
 
 
 @click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("project")
 @_db_option
-def show_command(project, db):
+@click.option("--json", "as_json", is_flag=True, help="Print the project as JSON on stdout.")
+def show_command(project, db, as_json):
     """Show one PROJECT (id, root path or title): jobs, particle sets per stage, parents, and
     per micrograph how many particles reached each stage."""
     from harvest.catalog import Catalog
-    from harvest.show import show_text
+    from harvest.show import show_data, show_text
 
     with Catalog(db, readonly=True) as cat:
-        text = show_text(cat, project)
+        text = json.dumps(show_data(cat, project)) if as_json else show_text(cat, project)
     click.echo(text)

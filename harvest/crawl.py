@@ -27,7 +27,6 @@ import logging
 import os
 import signal
 import sqlite3
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -35,7 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from harvest.catalog import Catalog, ProjectState, db_text, stamps_equal, writer_lock
+from harvest.catalog import problems as problem_state
 from harvest.discover import CRYOSPARC_MARKER, RELION_MARKER, FoundProject, classify, discover
+from harvest.progress import Progress
 from harvest.records import JobScan, Problem, ProjectScan
 
 log = logging.getLogger("harvest.crawl")
@@ -47,12 +48,15 @@ KILL_ENV = "CRYOGLEAN_TEST_KILL_AFTER"
 
 @dataclass
 class CrawlSummary:
-    """What one crawl did. ``problems``: rows this crawl added to the ``problems`` table."""
+    """What one crawl did. ``problems``: problems this crawl found (new rows of the
+    ``problems`` table); ``open_problems``: every problem still unresolved after it, found
+    tonight or on an earlier night (:mod:`harvest.catalog.problems`): the exit status."""
 
     projects: int = 0
     new_jobs: int = 0
     new_particles: int = 0
     problems: int = 0
+    open_problems: int = 0
     seconds: float = 0.0
     parsed_jobs: int = 0
     missing_projects: int = 0
@@ -71,7 +75,9 @@ class CrawlSummary:
         return (
             f"crawled {self.projects} projects: {self.new_jobs} new jobs, "
             f"{self.new_particles} new particles, {self.problems} problems in "
-            f"{self.seconds:.1f} s"
+            f"{self.seconds:.1f} s" + (f"; {self.open_problems} unresolved problems "
+                                       "(`cryoglean show PROJECT` lists them)"
+                                       if self.open_problems else "")
         )
 
 
@@ -141,7 +147,7 @@ def crawl(
         for p in disc_problems:
             log.warning("problem: %s", p)
         summary.problems += cat.add_problems(crawl_id, disc_problems)
-        bar = _progress(len(projects), progress)
+        bar = Progress(len(projects), "crawl", "projects", enabled=progress)
         with ThreadPoolExecutor(max_workers=scan_workers) as pool:
             for found_project, scanned in _prefetch_scans(pool, projects, 2 * scan_workers):
                 if should_stop is not None and should_stop():
@@ -150,10 +156,8 @@ def crawl(
                     break
                 _crawl_project(cat, found_project, scanned, crawl_id, summary, hook)
                 summary.projects += 1
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
+                bar.update(1)
+        bar.close()
         scope = roots if only is None else sorted({os.path.abspath(r) for r in only})
         present = {db_text(p.root) for p in projects}
         summary.missing_projects = _mark_missing_projects(cat, scope, present,
@@ -161,16 +165,9 @@ def crawl(
         summary.seconds = time.monotonic() - start
         cat.finish_crawl(crawl_id, summary.projects, summary.new_jobs, summary.new_particles,
                          summary.problems, unchanged_projects=summary.unchanged_ids)
+        summary.open_problems = len(problem_state.open_problems(cat.conn))
     summary.seconds = time.monotonic() - start
     return summary
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="crawl", unit="project", file=sys.stderr, leave=False)
 
 
 @dataclass
@@ -270,11 +267,13 @@ def _crawl_project(cat: Catalog, found: FoundProject, scanned: _Scanned, crawl_i
         return
     parser, scan = scanned.parser, scanned.scan
     state = cat.project_state(scan.root)
+    since = problem_state.last_visit(cat.conn, state.id) if state is not None else None
     if _unchanged(scan, state, cat):
         summary.unchanged_ids.append(state.id)
+        problem_state.carry(cat.conn, crawl_id, state.id, since, reexamined=())
         return
     try:
-        w, parsed = _write_project(cat, parser, scan, state, crawl_id, hook)
+        w, parsed, reexamined = _write_project(cat, parser, scan, state, crawl_id, hook)
     except sqlite3.OperationalError:
         raise  # the catalog itself is in trouble: stop
     except Exception as exc:  # noqa: BLE001 - the project is rolled back; the crawl goes on
@@ -282,6 +281,8 @@ def _crawl_project(cat: Catalog, found: FoundProject, scanned: _Scanned, crawl_i
         log.warning("problem: %s", p)
         summary.problems += cat.add_problems(crawl_id, [p])
         return
+    if state is not None:  # problems of jobs not parsed again are still open
+        problem_state.carry(cat.conn, crawl_id, state.id, since, reexamined)
     summary.new_jobs += w.new_jobs
     summary.new_particles += w.new_particles
     summary.problems += w.problems
@@ -290,8 +291,10 @@ def _crawl_project(cat: Catalog, found: FoundProject, scanned: _Scanned, crawl_i
 
 def _write_project(cat: Catalog, parser, scan: ProjectScan, state: ProjectState | None,
                    crawl_id: int, hook):
-    """Everything about one project, in one transaction; returns (writer, parsed jobs)."""
+    """Everything about one project, in one transaction; returns (writer, parsed jobs, keys of
+    the jobs it tried to parse)."""
     parsed = 0
+    reexamined: list[str] = []
     with cat.write_project(scan, crawl_id, hook) as w:
         for p in scan.problems:
             log.warning("problem: %s", p)
@@ -304,6 +307,7 @@ def _write_project(cat: Catalog, parser, scan: ProjectScan, state: ProjectState 
                 drop = bool(stored and stored.harvested and not job.harvestable)
                 w.put_job(job, harvested=False if drop else None)
                 continue
+            reexamined.append(job.key)
             try:
                 record = parser.parse_job(scan, job.key)
             except Exception as exc:  # noqa: BLE001 - one bad job never stops the crawl
@@ -326,7 +330,7 @@ def _write_project(cat: Catalog, parser, scan: ProjectScan, state: ProjectState 
         w.set_edges(edges)
         w.set_project_files(scan.files)
         w.mark_missing_jobs(unreadable=_jobs_named(scan, state))
-    return w, parsed
+    return w, parsed, reexamined
 
 
 def _jobs_named(scan: ProjectScan, state: ProjectState | None) -> set[str]:

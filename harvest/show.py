@@ -1,10 +1,12 @@
-"""Plain-text views of the catalog for ``cryoglean ls`` and ``cryoglean show PROJECT``."""
+"""Views of the catalog for ``cryoglean ls`` and ``cryoglean show PROJECT``: plain text
+(:func:`ls_text`, :func:`show_text`) and JSON-ready dicts (:func:`ls_data`, :func:`show_data`)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from harvest.catalog import Catalog
+from harvest.catalog.problems import open_problems
 from harvest.conventions import STAGES
 
 
@@ -69,9 +71,10 @@ def show_text(cat: Catalog, spec: str | int) -> str:
     if len(ext):
         out += ["", "imported sets:"]
         out += [f"  set {s.id}: {s.name} [{s.stage}] {s.count:,}" for s in ext.itertuples()]
-    problems = cat.project_problems(pid)
+    problems = open_problems(cat.conn, pid)
     if len(problems):
-        out += ["", f"problems at the last crawl that read this project ({len(problems)}):"]
+        out += ["", f"problems at the last crawl that read this project, still open "
+                    f"({len(problems)}):"]
         out += [f"  {r.path}: {_strip_prefix(r.error, r.path + ': ')}"
                 for r in problems.itertuples()]
     counts = cat.stage_counts(pid)
@@ -88,3 +91,57 @@ def show_text(cat: Catalog, spec: str | int) -> str:
                      *[_num(r[s]) for s in present]])
     out.append(_table(rows, ["micrograph", *present]))
     return "\n".join(out)
+
+
+def _plain(v):
+    """A JSON-ready value: NaN/NA as None, numpy scalars as Python ones."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [{k: _plain(v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def ls_data(cat: Catalog) -> list[dict]:
+    """Per project: id, root, software, version, title, status, last_crawl, jobs, particles
+    per stage (``stages``), open problems."""
+    projects = cat.projects()
+    jobs = cat.jobs()
+    njobs = jobs.groupby("project_id").size() if not jobs.empty else pd.Series(dtype=int)
+    totals = cat.project_stage_totals()
+    open_by = open_problems(cat.conn).groupby("project_id").size()
+    out = []
+    for p in _records(projects):
+        pid = p["id"]
+        t = totals[totals["project_id"] == pid]
+        p["jobs"] = int(njobs.get(pid, 0))
+        p["stages"] = {s: int(c) for s, c in zip(t["stage"], t["count"])}
+        p["problems"] = int(open_by.get(pid, 0))
+        out.append(p)
+    return out
+
+
+def show_data(cat: Catalog, spec: str | int) -> dict:
+    """One project: its row, jobs (with parents), particle sets, open problems, and per
+    micrograph the particles per stage."""
+    pid = cat.find_project(spec)
+    project = next(p for p in ls_data(cat) if p["id"] == pid)
+    jobs = cat.jobs([pid])
+    key_of = dict(zip(jobs["id"], jobs["key"]))
+    parents: dict[int, list[str]] = {}
+    for e in cat.job_edges([pid]).itertuples():
+        parents.setdefault(e.child_id, []).append(key_of.get(e.parent_id, "?"))
+    job_rows = _records(jobs)
+    for j in job_rows:
+        j["parents"] = parents.get(j["id"], [])
+    counts = cat.stage_counts(pid)
+    mics = cat.micrographs([pid]).set_index("id")["key"]
+    per_mic: dict[str, dict[str, int]] = {}
+    for r in counts.itertuples():
+        per_mic.setdefault(str(mics.get(r.micrograph_id, r.micrograph_id)), {})[r.stage] = \
+            int(r.count)
+    return {"project": project, "jobs": job_rows,
+            "particle_sets": _records(cat.particle_sets(project_ids=[pid])),
+            "problems": _records(open_problems(cat.conn, pid)), "micrographs": per_mic}

@@ -7,7 +7,8 @@ def values_for(template: str, path) -> dict:
     """Template values where every path is built by ``path(name)``."""
     table = {
         "crawl": {"roots": [path("projects A"), path("projects B")], "db": path("catalog.db")},
-        "crawl.scrontab": {"roots": [path("projects")], "db": path("catalog.db")},
+        "crawl.scrontab": {"roots": [path("projects")], "db": path("catalog.db"),
+                           "site": path("report"), "runs": [path("runs")]},
         "export": {"db": path("catalog.db"), "format": "thi", "out": path("export"),
                    "project": [path("project")]},
         "denoise": {"source": path("mics"), "project": path("partinet"), "shards": 3},

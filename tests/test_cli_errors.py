@@ -53,6 +53,7 @@ def _args(tmp_path, name):
                            str(tmp_path / "s")],
         "slurm templates": ["slurm", "templates"],
         "slurm profiles": ["slurm", "profiles"],
+        "report": ["report", "--db", db, "-o", str(tmp_path / "site"), "-q"],
     }[name]
 
 
@@ -75,6 +76,7 @@ LIBRARY_CALLS = {
     "slurm pipeline": ("cryoglean.slurm", "write_pipeline"),
     "slurm templates": ("cryoglean.slurm", "list_templates"),
     "slurm profiles": ("cryoglean.slurm", "load_profiles"),
+    "report": ("cryoglean.report", "build_report"),
 }
 
 #: Groups whose subcommands come from the trainers' table of pickers: their library entry

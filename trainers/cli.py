@@ -59,12 +59,18 @@ def options_from(cls, skip=()):
     return deco
 
 
+_json_option = click.option("--json", "as_json", is_flag=True,
+                            help="Print the summary as one line of JSON on stdout.")
+
+
 def _train_command(spec) -> click.Command:
     @click.command(spec.name, context_settings=CTX, help=spec.train_help)
     @options_from(spec.train_options)
-    def command(**kw):
+    @_json_option
+    def command(as_json, **kw):
         summary = spec.entry("train")(spec.train_options.from_dict(kw))
-        click.echo(json.dumps(summary, indent=1, default=str))
+        click.echo(json.dumps(summary, default=str) if as_json
+                   else json.dumps(summary, indent=1, default=str))
 
     return command
 
@@ -72,8 +78,12 @@ def _train_command(spec) -> click.Command:
 def _pick_command(spec) -> click.Command:
     @click.command(spec.name, context_settings=CTX, help=spec.pick_help)
     @options_from(spec.pick_options)
-    def command(**kw):
+    @_json_option
+    def command(as_json, **kw):
         s = spec.entry("pick")(spec.pick_options.from_dict(kw))
+        if as_json:
+            click.echo(json.dumps(s, default=str))
+            return
         click.echo(f"{s['micrographs']} micrographs, {s['picks']} picks, "
                    f"{s['micrographs_per_s']:.2f} micrographs/s")
 

@@ -61,7 +61,7 @@ def pick_centernet(opts: PickOptions) -> dict:
     """Pick every micrograph of ``opts.data`` (or one shard of them) and write one label file
     per micrograph into ``opts.output`` through the registry; returns counts and timing."""
     from trainers.core.devices import pick_device
-    from trainers.core.pick import pick_folder
+    from trainers.core.pick import pick_folder, trained_geometry
 
     if not opts.output_type:
         opts.output_type = native_format()
@@ -69,4 +69,5 @@ def pick_centernet(opts: PickOptions) -> dict:
     net, h = load_picker(opts.load_model, device)
     return pick_folder(lambda f: pick_micrograph(net, h, f, opts, device), opts.data,
                        opts.output, opts.output_type, opts.shard, opts.visual, opts.quiet,
-                       opts.dataset, opts.split)
+                       opts.dataset, opts.split,
+                       trained_geometry(opts.load_model) if opts.visual else None)

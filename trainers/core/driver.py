@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from trainers.core import devices
-from trainers.core.pick import show_progress
+from trainers.core.progress import progress_callbacks, quiet_third_party, use_bar
 
 
 @dataclass
@@ -91,16 +91,16 @@ def fit(task, datamodule, settings: RunSettings, run_dir: Path) -> dict:
     if resume and metrics.is_file():
         # CSVLogger deletes an existing metrics.csv; keep it and join the two after training
         metrics.replace(earlier)
-    with warnings.catch_warnings():
+    with quiet_third_party(), warnings.catch_warnings():
         # Lightning's hints about srun and a non-empty log dir (ours holds options.yaml)
         warnings.filterwarnings("ignore", message=".*srun.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         trainer = pl.Trainer(
             max_epochs=int(settings.max_epochs),
-            callbacks=[ckpt],
+            callbacks=[ckpt, *progress_callbacks(settings.quiet)],
             logger=loggers,
             default_root_dir=str(run_dir),
-            enable_progress_bar=show_progress(settings.quiet),
+            enable_progress_bar=use_bar(settings.quiet),
             enable_model_summary=False,
             log_every_n_steps=1,
             num_sanity_val_steps=0,

@@ -26,12 +26,6 @@ def parse_shard(shard: str | None, n: int) -> list[int]:
     return shard_items(range(n), k, m)
 
 
-def show_progress(quiet: bool) -> bool:
-    import sys
-
-    return (not quiet) and sys.stderr.isatty()
-
-
 def write_picks_file(df: pd.DataFrame, out: Path, fmt: str, stem: str,
                      image_size: tuple[int, int] | None = None) -> None:
     """One label file per micrograph (an empty one when there are no picks); ``image_size``
@@ -42,7 +36,7 @@ def write_picks_file(df: pd.DataFrame, out: Path, fmt: str, stem: str,
     write_labels(df, out, fmt, micrographs=[stem], **opts)
 
 
-def _draw(path: Path, df: pd.DataFrame, dest: Path) -> None:
+def _draw(path: Path, df: pd.DataFrame, dest: Path, trained: dict | None = None) -> None:
     from trainers.data import read_image
     from trainers.plots import plot_picks
 
@@ -53,7 +47,67 @@ def _draw(path: Path, df: pd.DataFrame, dest: Path) -> None:
     else:
         r = pd.Series([4.0] * len(df))
     plot_picks(read_image(path), df[["x", "y"]].to_numpy(), dest,
-               float(r.median()) if len(df) else 4.0)
+               float(r.median()) if len(df) else 4.0, warning=scale_warning(path, trained))
+
+
+def trained_geometry(checkpoint: str | Path) -> dict | None:
+    """What the model of ``checkpoint`` was trained on, from its run directory
+    (``RUN/weights/*.ckpt``; ``RUN/options.yaml`` names the export or the folder):
+    ``{"sizes": {(nx, ny), ...}, "pixel_sizes": [Å, ...]}``, or None when unknown."""
+    from trainers.core.driver import saved_options
+
+    opts = saved_options(Path(checkpoint).resolve().parent.parent)
+    sizes: set[tuple[int, int]] = set()
+    pixel_sizes: list[float] = []
+    try:
+        if opts.get("dataset"):
+            from converters.dataset import open_export
+
+            mics = open_export(opts["dataset"]).micrographs()
+            for r in mics.itertuples():
+                for nx, ny in ((r.nx, r.ny), (r.out_nx, r.out_ny)):
+                    if nx == nx and ny == ny and nx is not None and ny is not None:
+                        sizes.add((int(nx), int(ny)))
+            pixel_sizes = sorted({float(v) for v in mics["pixel_size"].dropna()})
+        elif opts.get("data"):
+            from trainers.labels import sizes_from_images
+
+            sizes = set(sizes_from_images(opts["data"]).values())
+    except (OSError, ValueError):
+        return None  # the training data moved: nothing to compare with
+    return {"sizes": sizes, "pixel_sizes": pixel_sizes} if sizes or pixel_sizes else None
+
+
+def _mrc_pixel_size(path: Path) -> float | None:
+    if path.suffix.lower() not in (".mrc", ".mrcs"):
+        return None
+    import mrcfile
+
+    with mrcfile.open(path, header_only=True, permissive=True) as m:
+        v = float(m.voxel_size.x)
+    return v if v > 0 else None
+
+
+def scale_warning(path: Path, trained: dict | None, tolerance: float = 0.1) -> str | None:
+    """A warning when micrograph ``path`` differs in size or pixel size (beyond ``tolerance``)
+    from what the model was trained on (:func:`trained_geometry`); None when it matches or
+    nothing is known."""
+    if not trained:
+        return None
+    from trainers.labels import image_size
+
+    nx, ny = image_size(path)
+    sizes = trained.get("sizes") or set()
+    if sizes and not any(abs(nx - a) <= tolerance * a and abs(ny - b) <= tolerance * b
+                         for a, b in sizes):
+        shown = ", ".join(f"{a}x{b}" for a, b in sorted(sizes)[:3])
+        return f"scale warning: {nx}x{ny} px, the model was trained on {shown} px"
+    px = _mrc_pixel_size(Path(path))
+    known = trained.get("pixel_sizes") or []
+    if px and known and not any(abs(px - k) <= tolerance * k for k in known):
+        return (f"scale warning: pixel size {px:.3g} A, the model was trained on "
+                f"{', '.join(f'{k:.3g}' for k in known)} A")
+    return None
 
 
 def micrograph_files(data=None, dataset=None, split=None) -> list[Path]:
@@ -87,13 +141,14 @@ def pick_folder(
     quiet: bool = False,
     dataset: str | Path | None = None,
     split: str | None = None,
+    trained: dict | None = None,
 ) -> dict:
     """Pick every micrograph of ``data`` (or of export ``dataset``, see
     :func:`micrograph_files`; or shard ``K/N`` of the sorted list) with ``pick_one`` and write
     one ``output_type`` label file per micrograph into ``output`` (``visual``: also
-    ``<stem>.png`` with the picks drawn). Returns counts and timing."""
-    from tqdm import tqdm
-
+    ``<stem>.png`` with the picks drawn, a scale warning on it when the micrograph differs from
+    ``trained``, :func:`trained_geometry`). Returns counts and timing."""
+    from harvest.progress import progress
     from trainers.labels import format_name
 
     if not output_type:
@@ -108,12 +163,12 @@ def pick_folder(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     total, t0 = 0, time.time()
-    for f in tqdm(files, desc="pick", disable=not show_progress(quiet)):
+    for f in progress(files, desc="pick", unit="micrographs", enabled=not quiet):
         df = pick_one(f)
         total += len(df)
         write_picks_file(df, out, fmt, f.stem, image_size(f) if sized else None)
         if visual:
-            _draw(f, df, out / f"{f.stem}.png")
+            _draw(f, df, out / f"{f.stem}.png", trained)
     dt = time.time() - t0
     return {"micrographs": len(files), "picks": total, "seconds": dt,
             "micrographs_per_s": len(files) / dt if dt > 0 else float("nan")}
