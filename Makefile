@@ -24,7 +24,8 @@ install-test: install
 	@# and names what is missing).
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	  || echo "apt-get could not install chromium/chromium-driver: the report browser test will skip"; \
 	else echo "chromium/chromium-driver not installed (needs root + apt-get): the report browser test will skip"; fi
 	@# topaz-em without its dependencies: tests run Topaz's own convert and precision_recall_curve
 	@# as cross-checks; the tests skip with a reason if it is absent.
