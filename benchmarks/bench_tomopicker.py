@@ -158,10 +158,13 @@ def main():
     ap.add_argument("--thresh", type=float, default=0.2)
     ap.add_argument("--configs", default="pu+cr,focal")
     ap.add_argument("--big", action="store_true", help="also infer a 512×512×256 tomogram")
+    ap.add_argument("--skip-train", action="store_true", help="only the --big inference, with "
+                    "the first configuration's seed-0 run of an earlier call")
     a = ap.parse_args()
     out = Path(a.out)
     shape = tuple(int(v) for v in a.shape.split(","))
     truth, n_lab, n_all = write_data(out / "data", 2, 2, shape, a.snr, 0)
+    print(json.dumps({"labels": n_lab, "train_particles": n_all}), flush=True)
     results = {"shape": shape, "labels": n_lab, "train_particles": n_all, "runs": []}
     configs = {"pu+cr": ["--contrastive"], "focal": ["--pn"],
                "pu": [], "pu+cr512": ["--contrastive", "--cr_samples", "512"],
@@ -170,7 +173,7 @@ def main():
             str(out / "data/train_coords.txt"), "--order", "zxy", "--bbox", str(a.bbox),
             "--num_epochs", str(a.epochs), "--lr", "1e-3", "--val_interval", str(a.epochs),
             "--cutoff_z", "4", "--output", str(out / "runs"), "--gpus", "-1", "--quiet"]
-    for seed in range(a.seeds):
+    for seed in range(0 if a.skip_train else a.seeds):
         for cfg in a.configs.split(","):
             exp = f"{cfg}_s{seed}"
             t, _ = run(["train", "tomo", *base, *configs[cfg], "--seed", str(seed),
