@@ -24,8 +24,6 @@ HALO = 3  # slices the 3-D head sees on each side: two 3×3×3 convs and the (3,
 
 def load_model(path: str | Path, device: str = "cpu"):
     """(network in eval mode, its training options) from ``model_*.pth`` or a ``.ckpt``."""
-    import torch
-
     from trainers.core.checkpoint import hparams, load_checkpoint, net_state
     from trainers.tomopicker.network import TomoNet
 
@@ -37,7 +35,6 @@ def load_model(path: str | Path, device: str = "cpu"):
     state = net_state(ckpt) if any(k.startswith("net.") for k in ckpt.get("state_dict", {})) \
         else ckpt["state_dict"]
     net.load_state_dict(state)
-    torch.set_grad_enabled(False)
     return net.to(device).eval(), h
 
 
