@@ -151,6 +151,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/bench_tomopicker")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--snr", type=float, default=0.5)
     ap.add_argument("--shape", default="48,128,128")
@@ -173,7 +174,7 @@ def main():
             str(out / "data/train_coords.txt"), "--order", "zxy", "--bbox", str(a.bbox),
             "--num_epochs", str(a.epochs), "--lr", "1e-3", "--val_interval", str(a.epochs),
             "--cutoff_z", "4", "--output", str(out / "runs"), "--gpus", "-1", "--quiet"]
-    for seed in range(0 if a.skip_train else a.seeds):
+    for seed in range(a.first_seed, a.first_seed + (0 if a.skip_train else a.seeds)):
         for cfg in a.configs.split(","):
             exp = f"{cfg}_s{seed}"
             t, _ = run(["train", "tomo", *base, *configs[cfg], "--seed", str(seed),
