@@ -20,7 +20,7 @@ class CropError(ValueError):
     """A tomogram too small for cet_pick's training crops."""
 
 
-def _centre(x, y, z, shape_hm, rng_off=None):
+def _centre(x, y, z, shape_hm):
     d, h, w = shape_hm
     x = int(np.clip(x, 17, w - 17))
     y = int(np.clip(y, 17, h - 17))

@@ -168,6 +168,9 @@ def pick_tomo(opts: PickOptions) -> dict:
     from trainers.core.pick import parse_shard, show_progress
     from trainers.labels import format_name, registry, write_labels
 
+    if opts.visual:
+        raise ValueError("--visual draws 2D micrographs; for tomograms see the heatmap "
+                         "<tomo>_hm.mrc, or the debug/ pictures of the training run")
     items = _sources(opts)
     items = [items[i] for i in parse_shard(opts.shard, len(items))]
     device = pick_device(opts.gpus)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from trainers.core.task import BasePickerTask
@@ -116,6 +115,3 @@ class TomoTask(BasePickerTask):
                     "optimizer": opts[0].state_dict() if opts else None,
                     "hyper_parameters": dict(self.hparams)}, Path(run_dir) / name)
 
-
-def heat_slice(heat: np.ndarray, z: int) -> np.ndarray:
-    return heat[int(np.clip(z, 0, heat.shape[0] - 1))]
