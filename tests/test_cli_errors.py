@@ -48,6 +48,7 @@ def _args(tmp_path, name):
                            str(tmp_path / "s")],
         "slurm templates": ["slurm", "templates"],
         "slurm profiles": ["slurm", "profiles"],
+        "tomo-files": ["tomo-files", "-d", str(tmp_path), "-o", "s"],
     }[name]
 
 
@@ -67,6 +68,7 @@ LIBRARY_CALLS = {
     "slurm pipeline": ("cryoglean.slurm", "write_pipeline"),
     "slurm templates": ("cryoglean.slurm", "list_templates"),
     "slurm profiles": ("cryoglean.slurm", "load_profiles"),
+    "tomo-files": ("trainers.tomopicker.files", "tomo_files"),
 }
 
 #: Groups whose subcommands come from the trainers' table of pickers: their library entry
