@@ -10,6 +10,10 @@
   (L_sup, L_unsup); cet_pick adds ``L_sup + 0.1·L_unsup``.
 * :func:`consistency_loss` — MSE between the two views' heatmaps.
 
+With ``--pn`` there are no unlabelled (−1) voxels, so ``--contrastive`` keeps only the
+supervised debiased term (cet_pick switches to another supervised loss, ``SupConLossV2_more``,
+which is not re-implemented here).
+
 **Deviation (memory).** cet_pick builds the full (2N)² similarity matrix of every voxel of
 both views (N = 2·6·32·32 → 24.6k², ~2.4 GB fp32 per step). Every term of the loss is a
 mean over *anchor rows* of a function of that row alone (the row's means over all columns),
