@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "train": "trainers.cli:train_group",
     "pick": "trainers.cli:pick_group",
     "evaluate": "trainers.evaluate_cli:evaluate_command",
+    "tomo-files": "trainers.tomopicker.files_cli:tomo_files_command",
     "slurm": "cryoglean.slurm_cli:slurm_group",
     "report": "cryoglean.report.cli:report_command",
 }

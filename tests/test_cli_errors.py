@@ -54,6 +54,7 @@ def _args(tmp_path, name):
         "slurm templates": ["slurm", "templates"],
         "slurm profiles": ["slurm", "profiles"],
         "report": ["report", "--db", db, "-o", str(tmp_path / "site"), "-q"],
+        "tomo-files": ["tomo-files", "-d", str(tmp_path), "-o", "s"],
     }[name]
 
 
@@ -77,6 +78,7 @@ LIBRARY_CALLS = {
     "slurm templates": ("cryoglean.slurm", "list_templates"),
     "slurm profiles": ("cryoglean.slurm", "load_profiles"),
     "report": ("cryoglean.report", "build_report"),
+    "tomo-files": ("trainers.tomopicker.files", "tomo_files"),
 }
 
 #: Groups whose subcommands come from the trainers' table of pickers: their library entry

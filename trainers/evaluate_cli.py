@@ -126,7 +126,9 @@ def evaluate_command(picks_path, truth_path, picks_format, truth_format, radius,
     canonical key) by Hungarian assignment within the radius, as Topaz does; AUPRC uses
     Topaz's definition. Pooled numbers are micro-averages over all micrographs. Both sides must
     be in pixels of the same micrographs (or voxels of the same tomograms: with z on both
-    sides the distances are 3D).
+    sides the distances are 3D). The matching cost is Topaz's d² − r², a true distance
+    threshold r; cet_pick's own evaluation uses d² − r³, so its -r R means a distance of
+    √(R³) (R = 8: 22.6 voxels).
     """
     if image_dir in COUNTED and not Path(image_dir).is_dir():
         images, image_dir = image_dir, None  # the option's earlier meaning
