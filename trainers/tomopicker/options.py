@@ -30,40 +30,40 @@ class TrainOptions(core.TrainOptions):
     arch: str = opt("unet_4", "Network: 2-D U-Net of 4 or 5 blocks per slice.",
                     choices=ARCH_CHOICES)
     last_k: int = opt(3, "cet_pick's option, kept for its command lines (its network does not "
-                      "use it).")
+                      "use it).", min=0)
     down_ratio: int = opt(2, "Output stride in x and y (cet_pick's network has 2 only).",
-                          choices=None)
-    head_conv: int = opt(32, "Channels of the 3-D head and of the embedding (proj) head.")
+                          min=2, max=2)
+    head_conv: int = opt(32, "Channels of the 3-D head and of the embedding (proj) head.", min=1)
     bbox: int = opt(16, "Particle box size in px of the loaded volume: sets the target "
                     "Gaussian (bbox 16 → radius 2 heatmap voxels) and the validation matching "
-                    "radius (bbox/2).")
-    num_epochs: int = opt(10, "Training epochs (one epoch = one item per training label).")
-    lr: float = opt(5e-4, "Adam learning rate.")
-    batch_size: int = opt(1, "Items per step (each item is a pair of crops).")
+                    "radius (bbox/2).", min=2)
+    num_epochs: int = opt(10, "Training epochs (one epoch = one item per training label).", min=1)
+    lr: float = opt(5e-4, "Adam learning rate.", min=0, min_open=True)
+    batch_size: int = opt(1, "Items per step (each item is a pair of crops).", min=1)
     tau: float = opt(0.01, "Class prior of the PU loss (fraction of voxels that are particle "
-                     "centres) and of the debiased contrastive loss.")
+                     "centres) and of the debiased contrastive loss.", min=0, max=1, min_open=True)
     pn: bool = opt(False, "Every particle is labelled: plain focal loss, unlabelled voxels "
                    "are negatives.")
     contrastive: bool = opt(False, "Add the contrastive regularisation (two flipped views) "
                             "and the consistency term.")
-    cr_weight: float = opt(0.1, "Weight of the contrastive term (0.1 globular, 1.0 fibers).")
-    temp: float = opt(0.07, "Temperature of the contrastive loss.")
+    cr_weight: float = opt(0.1, "Weight of the contrastive term (0.1 globular, 1.0 fibers).", min=0)
+    temp: float = opt(0.07, "Temperature of the contrastive loss.", min=0, min_open=True)
     thresh: float = opt(0.85, "Heatmap value above which a voxel is a positive anchor of the "
-                        "contrastive loss.")
+                        "contrastive loss.", min=0, max=1)
     cr_samples: int = opt(2048, "Unlabelled anchor voxels sampled per step for the "
                           "contrastive loss (0 = all, cet_pick's full similarity matrix, "
-                          "~2.4 GB per step).")
+                          "~2.4 GB per step).", min=0)
     order: str = opt("xzy", ORDER_HELP, choices=ORDER_CHOICES)
     compress: bool = opt(False, "Take the maximum of each pair of z-slices (halves z; "
                          "recommended by cet_pick).")
-    gauss: float = opt(0.0, "Gaussian prefilter σ in voxels (0 = none; cet_pick's docs use 0.8).")
-    K: int = opt(900, "At most this many picks per tomogram (validation).")
-    nms: int = opt(3, "NMS kernel in x and y (heatmap voxels).")
-    out_thresh: float = opt(0.2, "Score threshold of the validation precision/recall/F1.")
+    gauss: float = opt(0.0, "Gaussian prefilter σ in voxels (0 = none; cet_pick's docs use 0.8).", min=0)
+    K: int = opt(900, "At most this many picks per tomogram (validation).", min=1)
+    nms: int = opt(3, "NMS kernel in x and y (heatmap voxels).", min=1)
+    out_thresh: float = opt(0.2, "Score threshold of the validation precision/recall/F1.", min=0, max=1)
     cutoff_z: int = opt(10, "Validation picks within this many (heatmap) slices of the top or "
-                        "bottom are dropped.")
+                        "bottom are dropped.", min=0)
     val_interval: int = opt(1, "Validate (and write model_N.pth / model_last.pth and debug "
-                            "pictures) every this many epochs.")
+                            "pictures) every this many epochs.", min=1)
     save_all: bool = opt(False, "Keep model_N.pth of every validation epoch (otherwise "
                          "model_last.pth).")
 
@@ -80,19 +80,19 @@ class PickOptions(core.PickOptions):
     output_type: str | None = opt(None, "Also write the picks in this registry 3D format "
                                   "(DESIGN frame: voxels of the tomogram files) into "
                                   "OUTPUT/<format>/.")
-    K: int = opt(900, "At most this many picks per tomogram before thresholds.")
-    out_thresh: float = opt(0.2, "Keep picks with a score above this.")
+    K: int = opt(900, "At most this many picks per tomogram before thresholds.", min=1)
+    out_thresh: float = opt(0.2, "Keep picks with a score above this.", min=0, max=1)
     with_score: bool = opt(False, "Add the score as a 4th column of <tomo>.txt.")
-    nms: int = opt(3, "NMS kernel in x and y (heatmap voxels).")
+    nms: int = opt(3, "NMS kernel in x and y (heatmap voxels).", min=1)
     cutoff_z: int = opt(10, "Drop picks within this many (heatmap) slices of the top or "
-                        "bottom.")
+                        "bottom.", min=0)
     order: str | None = opt(None, ORDER_HELP + " Default: the training run's.",
                             choices=ORDER_CHOICES)
     compress: bool = opt(False, "Max of each pair of z-slices (also on when the training "
                          "run used it).")
-    gauss: float | None = opt(None, "Gaussian prefilter σ (default: the training run's).")
+    gauss: float | None = opt(None, "Gaussian prefilter σ (default: the training run's).", min=0)
     chunk: int = opt(16, "Slices per chunk through the network (bounds memory; results do "
-                     "not depend on it).")
+                     "not depend on it).", min=1)
 
 
 TRAIN_HELP = """cet_pick / MiLoPYP tomogram picker from sparse labels (refinement module).

@@ -162,10 +162,9 @@ def _voxel_size(path: Path) -> float:
 
 def pick_tomo(opts: PickOptions) -> dict:
     """Pick every tomogram of the list (or one ``--shard`` of it); returns counts and timing."""
-    from tqdm import tqdm
-
+    from harvest.progress import Progress
     from trainers.core.devices import pick_device
-    from trainers.core.pick import parse_shard, show_progress
+    from trainers.core.pick import parse_shard
     from trainers.labels import format_name, registry, write_labels
 
     if opts.visual:
@@ -182,14 +181,16 @@ def pick_tomo(opts: PickOptions) -> dict:
         raise ValueError(f"--output_type {opts.output_type}: that format holds no z; choose "
                          f"a 3D one ({', '.join(registry().names(3))})")
     total, t0 = 0, time.time()
-    for name, path in tqdm(items, desc="pick", disable=not show_progress(opts.quiet)):
-        df, _ = pick_one(net, h, name, path, opts, out, device)
-        total += len(df)
-        if fmt:
-            extra = {}
-            if "voxel_spacing" in registry().get(fmt).write_needs:
-                extra["voxel_spacing"] = {name: _voxel_size(path)}
-            write_labels(df, out / fmt, fmt, micrographs=[name], **extra)
+    with Progress(len(items), "pick", unit="tomogram", enabled=not opts.quiet) as bar:
+        for name, path in items:
+            df, _ = pick_one(net, h, name, path, opts, out, device)
+            total += len(df)
+            if fmt:
+                extra = {}
+                if "voxel_spacing" in registry().get(fmt).write_needs:
+                    extra["voxel_spacing"] = {name: _voxel_size(path)}
+                write_labels(df, out / fmt, fmt, micrographs=[name], **extra)
+            bar.update(1)
     dt = time.time() - t0
     return {"micrographs": len(items), "picks": total, "seconds": dt, "output": str(out),
             "micrographs_per_s": len(items) / dt if dt > 0 else float("nan")}
