@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "denoise": "converters.denoise_cli:denoise_command",
     "train": "trainers.cli:train_group",
     "pick": "trainers.cli:pick_group",
+    "detect": "trainers.dynamicdet.cli:detect_command",
     "evaluate": "trainers.evaluate_cli:evaluate_command",
     "slurm": "cryoglean.slurm_cli:slurm_group",
 }

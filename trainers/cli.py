@@ -56,6 +56,9 @@ def options_from(cls, skip=()):
 
 
 def _train_command(spec) -> click.Command:
+    if spec.train_command:
+        return spec.entry("train_command")
+
     @click.command(spec.name, context_settings=CTX, help=spec.train_help)
     @options_from(spec.train_options)
     def command(**kw):

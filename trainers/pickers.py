@@ -12,6 +12,7 @@ from trainers.core.options import PickerSpec
 
 PICKERS: dict[str, str] = {
     "centernet": "trainers.centernet.options",
+    "dynamicdet": "trainers.dynamicdet.options",
 }
 
 
