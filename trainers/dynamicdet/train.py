@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from trainers.data import DataError
 from trainers.dynamicdet.options import Step1Options, Step2Options
 
 log = logging.getLogger(__name__)
+RUN_ENV = "CRYOGLEAN_DYNAMICDET_RUN"
 
 
 class TrainingError(ValueError):
@@ -107,8 +109,12 @@ def _train(opts, stage: str) -> dict:
         if not last.is_file():
             raise FileNotFoundError(f"{last}: --resume needs a run's weights/last.pt")
         run_dir = last.parent.parent
+    elif os.environ.get(RUN_ENV):
+        # a DDP child process started by Lightning re-runs the command: same run directory
+        run_dir = Path(os.environ[RUN_ENV])
     else:
         run_dir = increment_run(opts.project, opts.name)
+    os.environ[RUN_ENV] = str(run_dir)
     start = _checkpoint(opts.weight) if opts.weight else None
     if stage == "step2" and start is None:
         raise TrainingError("step2 needs --weight: the step-1 checkpoint (weights/last.pt)")
@@ -153,7 +159,10 @@ def _train(opts, stage: str) -> dict:
     )
     split = {"train": [s.prep.name for s in train], "val": [s.prep.name for s in val],
              "test": []}
-    summary = train_run(task, dm, settings, run_dir, options, split, len(train), len(val))
+    try:
+        summary = train_run(task, dm, settings, run_dir, options, split, len(train), len(val))
+    finally:
+        os.environ.pop(RUN_ENV, None)
     if getattr(task, "trainer", None) is not None and not task.trainer.is_global_zero:
         return summary
     for which in ("best", "last"):
