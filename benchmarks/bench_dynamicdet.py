@@ -139,6 +139,8 @@ def cn_picks(ckpt, files, input_width=None):
     from trainers.centernet.options import PickOptions
     from trainers.centernet.pick import load_picker, pick_micrograph
 
+    if not Path(ckpt).is_file():  # no validation ran within the budget
+        ckpt = str(Path(ckpt).with_name("last.ckpt"))
     net, h = load_picker(ckpt)
     if input_width:
         h["input_width"] = input_width

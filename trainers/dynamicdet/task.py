@@ -37,15 +37,21 @@ class DynamicDetTask(BasePickerTask):
     def train(self, mode: bool = True):
         super().train(mode)
         if self.stage == "step2":
-            for m in self.net.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            self._freeze_bn()
         return self
+
+    def _freeze_bn(self):
+        for m in self.net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
     def forward(self, x):
         if self.stage != "step2":
             return self.net(x)
         net = self.net
+        # Lightning restores each submodule's own mode around validation; set BN to eval at
+        # every step so no running statistic moves
+        self._freeze_bn()
         with torch.no_grad():  # step 2 trains the router only; the detectors are constants
             f1 = net.backbone1(x)
             p1, p2 = net.head1(f1), net.head2(net.second(x, f1))
