@@ -62,7 +62,7 @@ def test_head_loss_box_term_is_one_minus_ciou_at_assigned_cells():
     outs = net(torch.randn(1, 3, 128, 128))["p2"]
     tg = torch.tensor([[0, 64.0, 64.0, 20.0, 20.0]])
     _, parts = L.head_loss(outs, net.strides, tg, 128.0)
-    assert 0 < float(parts["box"]) <= 2
+    assert 0 < float(parts["lbox"]) <= 2
 
 
 def test_gradients_reach_backbone1_through_the_composite_connections_from_head2():

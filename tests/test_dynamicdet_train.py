@@ -89,7 +89,7 @@ def test_step1_step2_detect_with_partinet_flags_and_files(tmp_path):
     ck = load_checkpoint(proj / "exp2" / "weights" / "best.pt")
     pct = ck["router_calibration"]["percentiles"]
     assert len(pct) == 101 and pct == sorted(pct)
-    sd1, sd2 = first["state_dict"], ck["state_dict"]
+    sd2 = ck["state_dict"]
     assert all(torch.equal(sd2[k], again["state_dict"][k]) for k in sd2 if "router" not in k)
 
     det = tmp_path / "det"
@@ -150,6 +150,7 @@ def test_pick_dynamicdet_writes_registry_labels(tmp_path):
 def test_overfits_to_f1_above_0_9(tmp_path):
     from trainers.dynamicdet.detect import load_model, run_batch
     from trainers.dynamicdet.options import Step1Options
+    from trainers.dynamicdet.train import train_step1
     from trainers.evaluate import evaluate_picks
 
     y, truth = write_partinet_set(tmp_path / "ds", n_train=4, n_val=2, seed=3)
@@ -169,5 +170,3 @@ def test_overfits_to_f1_above_0_9(tmp_path):
     res = evaluate_picks(pd.concat(rows), gt, D / 2, micrographs=[f.stem for f in files])
     assert res.summary["best_f1"] >= 0.9, res.summary
 
-
-from trainers.dynamicdet.train import train_step1  # noqa: E402

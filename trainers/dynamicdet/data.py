@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.augment import hflip, inside, rot90, vflip
 from trainers.augment import crop as crop_window
+from trainers.augment import hflip, inside, rot90, vflip
 from trainers.core.dataset import Labelled, Prepared
 from trainers.data import DataError
 

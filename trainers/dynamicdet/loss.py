@@ -85,7 +85,7 @@ def simota(pred_xyxy, obj_logit, centres, cell_stride, gt_xyxy):
 def head_loss(outs: list[torch.Tensor], strides: list[int], targets: torch.Tensor,
               img_size: float) -> tuple[torch.Tensor, dict]:
     """Per-image losses (B,) of one head. ``targets`` (n, 5): image index, cx, cy, w, h (px).
-    Also returns the batch means of ``box`` and ``obj`` for logging."""
+    Also returns the batch means of ``lbox`` and ``lobj`` for logging."""
     nl = len(outs)
     box_gain = 0.05 * 3 / nl
     obj_gain = 0.7 * (img_size / 640) ** 2 * 3 / nl
@@ -112,7 +112,7 @@ def head_loss(outs: list[torch.Tensor], strides: list[int], targets: torch.Tenso
         per_image.append(box_gain * lbox + obj_gain * lobj)
         lbox_all.append(lbox.detach())
         lobj_all.append(lobj.detach())
-    parts = {"box": torch.stack(lbox_all).mean(), "obj": torch.stack(lobj_all).mean()}
+    parts = {"lbox": torch.stack(lbox_all).mean(), "lobj": torch.stack(lobj_all).mean()}
     return torch.stack(per_image), parts
 
 

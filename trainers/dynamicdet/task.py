@@ -62,7 +62,7 @@ class DynamicDetTask(BasePickerTask):
         st = self.net.strides
         l1, a = L.head_loss(out["p1"], st, batch["targets"], img)
         l2, b = L.head_loss(out["p2"], st, batch["targets"], img)
-        parts = {"box1": a["box"], "obj1": a["obj"], "box2": b["box"], "obj2": b["obj"],
+        parts = {"box1": a["lbox"], "obj1": a["lobj"], "box2": b["lbox"], "obj2": b["lobj"],
                  "loss1": l1.detach().mean(), "loss2": l2.detach().mean()}
         if self.stage == "step2":
             if not self.training:
