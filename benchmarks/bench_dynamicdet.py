@@ -1,11 +1,13 @@
 """DynamicDet picker benchmark, CPU (not part of CI; ~20 minutes with the defaults).
 
-Parts (``--parts``, default all):
+Parts (``--parts``, default all; ``speed`` needs ``synth``'s checkpoint):
   synth  the generated benchmark CenterNet uses (benchmarks/bench_centernet.py: 768² px
          micrographs, 40 px particles, SNR 0.05, junk, 30 training (24 train + 6 validation)
          + 10 test micrographs): step 1 + step 2 (tiny model), F1 at radius 0.5 × diameter on
          the test micrographs at the validation threshold and best; a speed/accuracy table at
          easy fractions 100/90/50/0 %; CenterNet trained on the same data side by side.
+  speed  routed detect speed of the synth checkpoint at easy fractions 100/90/50/0 %,
+         fractions interleaved over several rounds, fastest kept (the machine is shared).
   real   EMPIAR-10017 (CryoSegNet's 4096² JPG, 629 expert picks, diameter 108 px),
          leave-one-quadrant-out: the three training quadrants cut into 1024² tiles (9 train,
          3 validation), the held-out 2048² quadrant tested; DynamicDet and CenterNet.
@@ -251,6 +253,46 @@ def part_real(args, out: Path, results: dict):
     save(out, results)
 
 
+def part_speed(args, out: Path, results: dict):
+    """Routed detect speed of the synth run's step-2 checkpoint at each easy fraction: the
+    fractions interleaved over ``--rounds`` rounds (the shared machine's load changes by the
+    minute) and the fastest round kept; end to end (read, letterbox, network, NMS at conf
+    0.1) and the network alone."""
+    import torch
+
+    from trainers.dynamicdet.boxes import postprocess
+    from trainers.dynamicdet.detect import _load_batch, load_model, threshold
+
+    ck = str(out / "runs" / "exp2" / "weights" / "best.pt")
+    net, _, calib = load_model(ck)
+    files = sorted((out / "data" / "A_test" / "images").glob("*.mrc"))
+    _load_batch(files[:1], 384, 3)  # warm-up (imports, first allocation)
+    fr = (1.0, 0.9, 0.5, 0.0)
+    best = {f: [float("inf"), float("inf"), 0] for f in fr}
+    for _ in range(args.rounds):
+        for f in fr:
+            thr = threshold(None, f, calib)
+            t_all = t_net = 0.0
+            easy = 0
+            for path in files:
+                t0 = time.time()
+                x, _ = _load_batch([path], 384, 3)
+                t1 = time.time()
+                pred, sc = net.infer(torch.from_numpy(x), thr)
+                t2 = time.time()
+                postprocess(pred, 0.1, 0.2)
+                t_all += time.time() - t0
+                t_net += t2 - t1
+                easy += int(float(sc[0]) >= thr)
+            b = best[f]
+            best[f] = [min(b[0], t_all), min(b[1], t_net), easy]
+    n = len(files)
+    results["speed"] = {f"{int(f * 100)}% easy": {
+        "micrographs_per_s": n / v[0], "network_micrographs_per_s": n / v[1],
+        "test_easy": v[2], "dy_thres": threshold(None, f, calib)} for f, v in best.items()}
+    print(results["speed"], flush=True)
+
+
 def save(out: Path, results: dict):
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
 
@@ -258,7 +300,7 @@ def save(out: Path, results: dict):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--parts", default="synth,real")
+    ap.add_argument("--parts", default="synth,speed,real")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "dynamicdet"))
     ap.add_argument("--minutes", type=float, default=5.0, help="DynamicDet step 1, synth")
     ap.add_argument("--minutes-cn", dest="minutes_cn", type=float, default=4.0)
@@ -269,6 +311,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--quadrant", type=int, default=3)
     ap.add_argument("--seed", type=int, default=317)
+    ap.add_argument("--rounds", type=int, default=5, help="speed: interleaved rounds")
     args = ap.parse_args(argv)
     import torch
 
@@ -280,6 +323,8 @@ def main(argv=None):
     results["params"] = vars(args)
     if "synth" in args.parts:
         part_synth(args, out, results)
+    if "speed" in args.parts:
+        part_speed(args, out, results)
     if "real" in args.parts:
         part_real(args, out, results)
     save(out, results)

@@ -87,6 +87,8 @@ def devices_of(device: str | None) -> list[str]:
 
 
 def _load_batch(paths: list[Path], img_size: int, ch: int):
+    """Network inputs of micrographs of one padded shape: (B, ch, H, W) and (path, 8-bit
+    image, scale) per micrograph."""
     from trainers.dynamicdet.data import STRIDE, letterbox, read_gray8, standardise, to_input
 
     imgs, metas = [], []
@@ -103,24 +105,41 @@ def _load_batch(paths: list[Path], img_size: int, ch: int):
     return x, metas
 
 
+def _padded(path: Path, img_size: int) -> tuple[int, int]:
+    from trainers.dynamicdet.data import STRIDE
+    from trainers.labels import image_size
+
+    nx, ny = image_size(path)
+    r = img_size / max(nx, ny)
+    return (-(-max(1, round(ny * r)) // STRIDE) * STRIDE,
+            -(-max(1, round(nx * r)) // STRIDE) * STRIDE)
+
+
 def run_batch(net, paths, img_size, thr, conf, iou, device):
     """Detections of micrographs in px of their files: list of (path, 8-bit image,
-    (k, 5) x1 y1 x2 y2 conf, router score)."""
+    (k, 5) x1 y1 x2 y2 conf, router score), in the order of ``paths``. Micrographs of
+    different padded shapes run in separate calls (padding would change what the network
+    sees), so a batch gives what each micrograph gives alone."""
     import torch
 
     from trainers.dynamicdet.boxes import postprocess
 
-    x, metas = _load_batch(paths, img_size, int(net.cfg["ch"]))
-    pred, score = net.infer(torch.from_numpy(x).to(device), thr)
-    dets = postprocess(pred.float(), conf, iou)
-    out = []
-    for (p, img8, r), d, s in zip(metas, dets, score.tolist()):
-        d = d[:, :5].cpu().numpy().astype(np.float64)
-        d[:, :4] /= r
-        ny, nx = img8.shape
-        d[:, [0, 2]] = d[:, [0, 2]].clip(0, nx)
-        d[:, [1, 3]] = d[:, [1, 3]].clip(0, ny)
-        out.append((p, img8, d, float(s)))
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, p in enumerate(paths):
+        groups.setdefault(_padded(Path(p), img_size) if len(paths) > 1 else (0, 0),
+                          []).append(k)
+    out = [None] * len(paths)
+    for idx in groups.values():
+        x, metas = _load_batch([paths[k] for k in idx], img_size, int(net.cfg["ch"]))
+        pred, score = net.infer(torch.from_numpy(x).to(device), thr)
+        dets = postprocess(pred.float(), conf, iou)
+        for k, (p, img8, r), d, s in zip(idx, metas, dets, score.tolist()):
+            d = d[:, :5].cpu().numpy().astype(np.float64)
+            d[:, :4] /= r
+            ny, nx = img8.shape
+            d[:, [0, 2]] = d[:, [0, 2]].clip(0, nx)
+            d[:, [1, 3]] = d[:, [1, 3]].clip(0, ny)
+            out[k] = (p, img8, d, float(s))
     return out
 
 
