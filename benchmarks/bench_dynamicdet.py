@@ -233,11 +233,14 @@ def part_real(args, out: Path, results: dict):
     test_files = [root / "test" / f"quadrant{q}.png"]
     vf = [tiles[k] for k in sorted(val_keys)]
     vt = truth[truth["micrograph"].isin(val_keys)]
-    s1, s2, t1, t2 = train_dd(y, out / "runs_real", args, 256, 256, args.minutes_real,
+    s1, s2, t1, t2 = train_dd(y, out / f"runs_real{args.tag}", args, 256, 256, args.minutes_real,
                               args.step2_epochs, 4)
     r = dd_evaluate(s2, vf, vt, test_files, test_truth, 512, d / 2, fractions=(0.9, 0.0))
-    results[f"real_q{q}_dd"] = {**r, "step1_s": t1, "step2_s": t2}
+    results[f"real_q{q}_dd{args.tag}"] = {**r, "step1_s": t1, "step2_s": t2,
+                                          "step1_epochs": s1["epochs"]}
     save(out, results)
+    if args.no_cn:
+        return
     # CenterNet: same tiles, the same scale (1024 → 256, test 2048 → 512), own 25 % val split
     write_labels(truth, root / "thi", "thi", micrographs=keys)
     cn = cn_train(args, f"cn_real_q{q}", root / "tiles", root / "thi", out / "runs_cn", 256,
@@ -312,6 +315,8 @@ def main(argv=None):
     ap.add_argument("--quadrant", type=int, default=3)
     ap.add_argument("--seed", type=int, default=317)
     ap.add_argument("--rounds", type=int, default=5, help="speed: interleaved rounds")
+    ap.add_argument("--no-cn", dest="no_cn", action="store_true", help="real: DynamicDet only")
+    ap.add_argument("--tag", default="", help="real: suffix of the result key and run folder")
     args = ap.parse_args(argv)
     import torch
 
