@@ -12,7 +12,9 @@ Assigner: SimOTA (the dynamic-k simplification of OTA that YOLOv7's ``ComputeLos
 YOLOX use): candidate cells of a particle are those whose centre lies in its box or within
 2.5 strides of its centre; cost = BCE(objectness, 1) + 3·(−log IoU) (+10⁵ unless both
 conditions hold); each particle takes its k lowest-cost candidates with k = ⌊Σ top-10 IoU⌋ ≥ 1;
-a cell claimed by several particles goes to the cheapest.
+a cell claimed by several particles goes to the cheapest. This is the dynamic-k matching
+YOLOv7's OTA loss runs (not the Sinkhorn OTA of Ge et al. 2021); its candidate regions are
+YOLOX's because the heads are anchor-free (``network``).
 """
 
 from __future__ import annotations
