@@ -27,7 +27,7 @@ class Step1Options(core._Options):
     cfg: str = opt("w6", "Model size: tiny (CPU tests, demo), yolov7 (P3–P5, 640 px) or w6 "
                    "(P3–P6, 1280 px, PartiNet's default); or a run's cfg.yaml.")
     epochs: int = opt(300, "Training epochs (PartiNet: 300; ~100 from public weights).")
-    batch: int = opt(16, "Training views per step (all devices together).")
+    batch: int = opt(16, "Training views per step and device.")
     img_size: int = opt(1280, "Micrographs are letterboxed so their long side is this many "
                         "px (a multiple of 64) before the network.")
     device: str = opt("", "GPU ids, e.g. 0 or 0,1 (several = DDP), or cpu. Default: GPU 0 "
