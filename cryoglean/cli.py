@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "split": "converters.partinet_cli:split_command",
     "train": "trainers.cli:train_group",
     "pick": "trainers.cli:pick_group",
+    "detect": "trainers.dynamicdet.cli:detect_command",
     "evaluate": "trainers.evaluate_cli:evaluate_command",
     "tomo-files": "trainers.tomopicker.files_cli:tomo_files_command",
     "slurm": "cryoglean.slurm_cli:slurm_group",

@@ -64,6 +64,9 @@ _json_option = click.option("--json", "as_json", is_flag=True,
 
 
 def _train_command(spec) -> click.Command:
+    if spec.train_command:
+        return spec.entry("train_command")
+
     @click.command(spec.name, context_settings=CTX, help=spec.train_help)
     @options_from(spec.train_options)
     @_json_option

@@ -13,6 +13,7 @@ from trainers.core.options import PickerSpec
 PICKERS: dict[str, str] = {
     "centernet": "trainers.centernet.options",
     "tomo": "trainers.tomopicker.options",
+    "dynamicdet": "trainers.dynamicdet.options",
 }
 
 

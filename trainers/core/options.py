@@ -125,6 +125,9 @@ class PickerSpec:
     dims: int = 2
     # () → the registry format the picker reads and writes when none is given
     default_format: Callable[[], str] | None = None
+    # ``module:attr`` of a click command of the picker's own for ``train`` (subcommands or
+    # flag names of its own, e.g. PartiNet's step1/step2); "" = built from train_options
+    train_command: str = ""
 
     def entry(self, which: str):
         import importlib
