@@ -78,3 +78,22 @@ def test_detect_imports_no_lightning_and_batches_equal_single_runs(tmp_path):
     assert set(routes) <= {"easy", "hard"} and len(routes) == 8
     assert routes[:4] == routes[4:]
     assert sum(line.startswith("Average processing rate") for line in log) == 2
+
+
+def test_shards_of_an_array_write_into_one_run_folder(tmp_path):
+    """Every --shard K/N task writes into PROJECT/exp (numbered folders would race)."""
+    from cryoglean.cli import main
+
+    src = tmp_path / "mics"
+    src.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(src / f"m{i}.png"), np.full((64, 64), 30 * i, np.uint8))
+    weight = tmp_path / "w.pt"
+    write_checkpoint(weight)
+    for k in range(2):
+        assert main(["detect", "--weight", str(weight), "--source", str(src), "--project",
+                     str(tmp_path / "det"), "--device", "cpu", "--img-size", "64",
+                     "--shard", f"{k}/2", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "det").iterdir()) == ["exp", "partinet_detect.log"]
+    assert sorted(p.stem for p in (tmp_path / "det" / "exp" / "labels").iterdir()) == [
+        "m0", "m1", "m2", "m3"]

@@ -5,7 +5,9 @@ Output, as PartiNet's: ``PROJECT/exp*/labels/<mic>.txt`` with one line per pick
 ``0 xc yc w h conf`` (normalised by the micrograph's width and height, ``%g``),
 ``PROJECT/exp*/<mic>.png`` (the micrograph with its boxes; not with ``--nosave``) and
 ``PROJECT/partinet_detect.log`` (appended: per-image counts, route and time, then
-"N micrographs processed in T s" and "Average processing rate: X micrographs/s").
+"N micrographs processed in T s" and "Average processing rate: X micrographs/s"). With
+``--shard K/N`` (Slurm arrays) every task writes into ``PROJECT/NAME`` itself, not a numbered
+folder, so one array run fills one ``labels/`` folder.
 
 Unlike PartiNet's detect, ``--dy-thres`` is honoured and ``--easy-fraction`` turns the
 router-score percentiles stored by step 2 into a threshold. Several ``--device`` GPUs: one
@@ -163,9 +165,8 @@ def _files(source: str) -> list[Path]:
 
 def detect(opts) -> dict:
     """Run ``cryoglean detect`` (see the module docstring); returns counts and timing."""
-    from tqdm import tqdm
-
-    from trainers.core.pick import parse_shard, show_progress
+    from harvest.progress import Progress
+    from trainers.core.pick import parse_shard
     from trainers.dynamicdet.report import draw_boxes
     from trainers.dynamicdet.train import increment_run
 
@@ -178,12 +179,14 @@ def detect(opts) -> dict:
     img_size = int(opts.img_size or h.get("img_size", 1280))
     if img_size % 64:
         raise DetectError(f"--img-size {img_size}: must be a multiple of 64")
-    run = increment_run(opts.project, opts.name)
+    # The tasks of a Slurm array (--shard K/N) write into one run folder, PROJECT/NAME: numbered
+    # folders (exp2, exp3, ...) would race and scatter one detection run over several.
+    run = Path(opts.project) / opts.name if opts.shard else increment_run(opts.project, opts.name)
     (run / "labels").mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
     lines: list[str] = []
     counts = {"picks": 0, "easy": 0}
-    bar = tqdm(total=len(files), desc="detect", disable=not show_progress(opts.quiet))
+    bar = Progress(len(files), "detect", unit="micrograph", enabled=not opts.quiet)
     batch = max(1, int(opts.batch))
 
     def work(k: int, part: list[Path]):
