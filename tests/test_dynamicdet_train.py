@@ -98,12 +98,15 @@ def test_step1_step2_detect_with_partinet_flags_and_files(tmp_path):
             "--project", str(det), "--device", "cpu", "--conf-thres", "0.01", "--batch", "2",
             "--easy-fraction", "0.5", "--quiet"]
     cli(args)
-    cli([*args[:-3], "--dy-thres", "0.5", "--nosave", "--shard", "1/2"])
+    sharded = [a if a != str(det) else str(tmp_path / "det-array") for a in args[:-3]]
+    cli([*sharded, "--dy-thres", "0.5", "--nosave", "--shard", "1/2"])
     out = det / "exp"
     assert sorted(p.name for p in (out / "labels").iterdir()) == ["val_0.txt", "val_1.txt"]
     assert sorted(p.name for p in out.glob("*.png")) == ["val_0.png", "val_1.png"]
-    assert [p.name for p in (det / "exp2" / "labels").iterdir()] == ["val_1.txt"]
-    assert not list((det / "exp2").glob("*.png"))
+    # an array task writes its shard into PROJECT/exp itself (the tasks share one folder)
+    array = tmp_path / "det-array" / "exp"
+    assert [p.name for p in (array / "labels").iterdir()] == ["val_1.txt"]
+    assert not list(array.glob("*.png"))
     for f in (out / "labels").iterdir():
         for line in f.read_text().splitlines():
             vals = [float(v) for v in line.split()]
@@ -114,7 +117,8 @@ def test_step1_step2_detect_with_partinet_flags_and_files(tmp_path):
     assert re.fullmatch(r".*val_0\.png: \d+ particles, (easy|hard) .*Done\. \(.*ms\)", log[0])
     assert re.fullmatch(r"2 micrographs processed in [\d.]+ s", log[2])
     assert re.fullmatch(r"Average processing rate: [\d.]+ micrographs/s", log[3])
-    assert re.fullmatch(r"1 micrographs processed in [\d.]+ s", log[5])
+    log = (tmp_path / "det-array" / "partinet_detect.log").read_text().splitlines()
+    assert re.fullmatch(r"1 micrographs processed in [\d.]+ s", log[1])
 
 
 def test_detect_reads_mrc_min_max_as_partinet(tmp_path):

@@ -26,6 +26,20 @@ def _base_type(annotation) -> type:
     return _TYPES.get(names[0], str) if names else str
 
 
+def option_type(fld):
+    """The click type of an option field: its ``choices``, its numeric ``range`` (min/max of
+    :func:`trainers.core.options.opt`, checked while parsing), or the plain type."""
+    meta = fld.metadata
+    typ = _base_type(fld.type)
+    if meta.get("choices"):
+        return click.Choice(list(meta["choices"]))
+    if meta.get("range") and typ in (int, float):
+        lo, hi, lo_open = meta["range"]
+        return (click.FloatRange(lo, hi, min_open=lo_open) if typ is float
+                else click.IntRange(lo, hi))
+    return typ
+
+
 def options_from(cls, skip=()):
     """click options for every field of an options dataclass (EPicker-style ``--name``)."""
     hints = typing.get_type_hints(cls)
@@ -40,13 +54,7 @@ def options_from(cls, skip=()):
             if hints[fld.name] is bool:
                 f = click.option(name, fld.name, is_flag=True, default=False, help=help_)(f)
                 continue
-            typ = _base_type(fld.type)
-            if meta.get("choices"):
-                typ = click.Choice(list(meta["choices"]))
-            elif meta.get("range") and typ in (int, float):
-                lo, hi, lo_open = meta["range"]
-                rng = click.IntRange if typ is int else click.FloatRange
-                typ = rng(lo, hi, min_open=lo_open) if typ is float else rng(lo, hi)
+            typ = option_type(fld)
             required = bool(meta.get("required"))
             f = click.option(
                 name, fld.name, type=typ, required=required,

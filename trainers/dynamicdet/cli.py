@@ -10,7 +10,7 @@ import typing
 
 import click
 
-from trainers.cli import CTX, _base_type
+from trainers.cli import CTX, option_type
 from trainers.dynamicdet.options import DetectOptions, Step1Options, Step2Options
 
 
@@ -29,7 +29,7 @@ def partinet_options(cls):
                                  help=meta.get("help", ""))(f)
                 continue
             required = bool(meta.get("required"))
-            f = click.option(*names, fld.name, type=_base_type(fld.type), required=required,
+            f = click.option(*names, fld.name, type=option_type(fld), required=required,
                              default=None if required else fld.default,
                              show_default=not required and fld.default not in (None, ""),
                              help=meta.get("help", ""))(f)

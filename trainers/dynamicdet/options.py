@@ -26,27 +26,27 @@ class Step1Options(core._Options):
                              "weights/best.pt or last.pt); its model size wins over --cfg.")
     cfg: str = opt("w6", "Model size: tiny (CPU tests, demo), yolov7 (P3–P5, 640 px) or w6 "
                    "(P3–P6, 1280 px, PartiNet's default); or a run's cfg.yaml.")
-    epochs: int = opt(300, "Training epochs (PartiNet: 300; ~100 from public weights).")
-    batch: int = opt(16, "Training views per step and device.")
+    epochs: int = opt(300, "Training epochs (PartiNet: 300; ~100 from public weights).", min=1)
+    batch: int = opt(16, "Training views per step and device.", min=1)
     img_size: int = opt(1280, "Micrographs are letterboxed so their long side is this many "
-                        "px (a multiple of 64) before the network.")
+                        "px (a multiple of 64) before the network.", min=64)
     device: str = opt("", "GPU ids, e.g. 0 or 0,1 (several = DDP), or cpu. Default: GPU 0 "
                       "when present.")
-    workers: int = opt(8, "Data-loading worker processes.")
+    workers: int = opt(8, "Data-loading worker processes.", min=0)
     train_size: int | None = opt(None, "Side of the square training views in network px "
-                                 "(default --img-size; smaller is faster on CPUs).")
-    repeat: int = opt(1, "Random views per training micrograph per epoch.")
-    lr: float = opt(1e-3, "AdamW learning rate.")
-    weight_decay: float = opt(5e-4, "AdamW weight decay.")
+                                 "(default --img-size; smaller is faster on CPUs).", min=32)
+    repeat: int = opt(1, "Random views per training micrograph per epoch.", min=1)
+    lr: float = opt(1e-3, "AdamW learning rate.", min=0, min_open=True)
+    weight_decay: float = opt(5e-4, "AdamW weight decay.", min=0)
     mosaic: float = opt(0.5, "Probability that a training view is a 2×2 mosaic of four "
-                        "micrographs.")
-    scale: float = opt(0.25, "Scale jitter of training views: a factor in [1 − s, 1 + s].")
+                        "micrographs.", min=0, max=1)
+    scale: float = opt(0.25, "Scale jitter of training views: a factor in [1 − s, 1 + s].", min=0, max=0.9)
     diameter: float | None = opt(None, "Particle diameter in px of the micrographs when the "
-                                 "labels carry none (default: the labels' box sides).")
-    iou_thres: float = opt(0.2, "NMS IoU threshold of the validation picks.")
+                                 "labels carry none (default: the labels' box sides).", min=0, min_open=True)
+    iou_thres: float = opt(0.2, "NMS IoU threshold of the validation picks.", min=0, max=1)
     resume: str | None = opt(None, "Continue a run from its weights/last.pt (the run "
                              "directory is the one holding it).")
-    minutes: float | None = opt(None, "Stop after this many minutes of training.")
+    minutes: float | None = opt(None, "Stop after this many minutes of training.", min=0, min_open=True)
     seed: int = opt(317, "Random seed.")
     fast_dev_run: bool = opt(False, "One training and one validation batch (smoke test); "
                              "weights/last.pt is still written.")
@@ -59,12 +59,12 @@ class Step2Options(Step1Options):
 
     weight: str = opt("", "The step-1 checkpoint (PROJECT/exp/weights/last.pt or best.pt).",
                       required=True)
-    epochs: int = opt(10, "Router training epochs (PartiNet's docs: 10–20).")
+    epochs: int = opt(10, "Router training epochs (PartiNet's docs: 10–20).", min=1)
     lr: float = opt(1e-3, "AdamW learning rate of the router (DynamicDet uses 1e-5 over two "
-                    "COCO epochs; small cryo-EM sets need larger steps).")
-    weight_decay: float = opt(5e-3, "AdamW weight decay of the router (DynamicDet: 0.005).")
-    mosaic: float = opt(0.0, "Mosaic probability (DynamicDet's step 2: 0).")
-    dy_thres: float = opt(0.5, "Router threshold of the validation picks.")
+                    "COCO epochs; small cryo-EM sets need larger steps).", min=0, min_open=True)
+    weight_decay: float = opt(5e-3, "AdamW weight decay of the router (DynamicDet: 0.005).", min=0)
+    mosaic: float = opt(0.0, "Mosaic probability (DynamicDet's step 2: 0).", min=0, max=1)
+    dy_thres: float = opt(0.5, "Router threshold of the validation picks.", min=0, max=1)
 
 
 @dataclass
@@ -77,17 +77,17 @@ class DetectOptions(core._Options):
     project: str = opt("runs/detect", "Folder of detect runs: results go to PROJECT/exp, "
                        "exp2, …; the log to PROJECT/partinet_detect.log.")
     name: str = opt("exp", "Run name under --project (numbered when it exists).")
-    conf_thres: float = opt(0.1, "Keep picks whose confidence is above this.")
-    iou_thres: float = opt(0.2, "NMS IoU threshold.")
+    conf_thres: float = opt(0.1, "Keep picks whose confidence is above this.", min=0, max=1)
+    iou_thres: float = opt(0.2, "NMS IoU threshold.", min=0, max=1)
     device: str = opt("", "GPU ids, e.g. 0 or 0,1,2,3 (one model per GPU over shards of the "
                       "folder), or cpu. Default: GPU 0 when present.")
-    img_size: int | None = opt(None, "Letterbox size (default: the training --img-size).")
+    img_size: int | None = opt(None, "Letterbox size (default: the training --img-size).", min=64)
     dy_thres: float | None = opt(None, "Router threshold: images scoring at least this take "
-                                 "the fast path (default 0.5, or from --easy-fraction).")
+                                 "the fast path (default 0.5, or from --easy-fraction).", min=0, max=1)
     easy_fraction: float | None = opt(None, "Fraction of images to send down the fast path "
                                       "(0…1), via the router-score percentiles of the "
-                                      "validation set stored by step 2.")
-    batch: int = opt(1, "Micrographs per network call (routed per image).")
+                                      "validation set stored by step 2.", min=0, max=1)
+    batch: int = opt(1, "Micrographs per network call (routed per image).", min=1)
     shard: str | None = opt(None, "K/N: only the K-th (0-based) of N chunks of the sorted "
                             "micrograph list (Slurm arrays).")
     nosave: bool = opt(False, "Do not write the images with boxes drawn.")
@@ -97,9 +97,9 @@ class DetectOptions(core._Options):
 @dataclass
 class PickOptions(core.PickOptions):
     load_model: str = opt("", "DynamicDet checkpoint (weights/best.pt).", required=True)
-    conf_thres: float = opt(0.1, "Keep picks whose confidence is above this.")
-    iou_thres: float = opt(0.2, "NMS IoU threshold.")
-    dy_thres: float = opt(0.5, "Router threshold (score ≥ it: the fast path).")
+    conf_thres: float = opt(0.1, "Keep picks whose confidence is above this.", min=0, max=1)
+    iou_thres: float = opt(0.2, "NMS IoU threshold.", min=0, max=1)
+    dy_thres: float = opt(0.5, "Router threshold (score ≥ it: the fast path).", min=0, max=1)
 
 
 TRAIN_HELP = """DynamicDet (PartiNet's detector): two cascaded detectors and a router.
