@@ -19,7 +19,7 @@ install: $(BIN)/python
 
 install-test: install
 	$(BIN)/pip install -q -e ".[test]"
-	@# Debian's headless chromium for the report test (tests/test_report_site.py opens every page);
+	@# Debian's headless chromium for the report test (tests/cryoglean/test_report_site.py opens every page);
 	@# skipped when present, or when apt-get is not there / we are not root (the test then skips
 	@# and names what is missing).
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \

@@ -3,7 +3,7 @@
 Frame: pixel centres at integer coordinates, ``x`` = column, ``y`` = row of the array (DESIGN
 frame). Every transform here maps an image ``img`` and points ``xy`` (n, 2) so that the pixel
 that was at ``(x, y)`` in the input is at the returned ``(x', y')`` in the output; the tests in
-``tests/test_trainers_augment.py`` check this with single bright pixels for every transform.
+``tests/trainers/test_trainers_augment.py`` check this with single bright pixels for every transform.
 """
 
 from __future__ import annotations

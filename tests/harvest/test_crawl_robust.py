@@ -21,7 +21,7 @@ import pytest
 from harvest.catalog import DATA_TABLES, Catalog
 from harvest.crawl import KILL_ENV, crawl
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOOKKEEPING = {
     "projects": ("last_crawl", "first_seen"),
     "jobs": ("parsed_at",),

@@ -21,7 +21,7 @@ from slurm_values import values_for
 
 from cryoglean import slurm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "local-slurm.sh"
 pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.slurm]
 

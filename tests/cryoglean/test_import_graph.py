@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: package -> layer; a module may import its own layer and lower ones (templates is data).
 LAYERS = {"templates": 0, "harvest": 0, "converters": 1, "trainers": 2, "cryoglean": 3}
 MAX_LINES = 500

@@ -21,7 +21,7 @@ from harvest.catalog import Catalog
 
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 DRIVER = ("/usr/bin/chromedriver",)
-ARTIFACTS = Path(__file__).resolve().parents[1] / "benchmarks" / "out" / "report-screenshots"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "benchmarks" / "out" / "report-screenshots"
 
 
 def _browser():

@@ -59,7 +59,7 @@ def test_train_and_pick_json(tmp_path, capsys):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1] / "trainers"))
     from test_trainers_helpers import write_dataset
 
     img, lab, _ = write_dataset(tmp_path / "d", n_mics=2, n=128, count=4, radius=6,

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from cryoglean import __version__
 from cryoglean.cli import COMMANDS, cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_version():

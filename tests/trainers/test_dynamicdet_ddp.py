@@ -1,5 +1,5 @@
 """DynamicDet's step 1 on the multi-device (DDP) path, run for real on 2 CPU processes (gloo),
-as tests/test_trainers_ddp.py does for CenterNet: ``--device 0,1`` with the device choice
+as tests/trainers/test_trainers_ddp.py does for CenterNet: ``--device 0,1`` with the device choice
 replaced by 2 CPU processes. Both ranks must use the same run directory PROJECT/exp."""
 
 from __future__ import annotations

@@ -242,7 +242,7 @@ def test_splits_seeded_and_by_project(facility, db, tmp_path):
               for s in range(2, 6)}
     assert len(others) > 1
     # every generated project re-processes the same exposures: no project can be held out
-    # without its data in training (tests/test_split_exposures.py covers separate projects)
+    # without its data in training (tests/converters/test_split_exposures.py covers separate projects)
     with pytest.raises(ValueError, match="shares exposures"):
         _export(db, "star", tmp_path / "proj", images="none", split_by="project",
                 val_fraction=0.4)

@@ -17,7 +17,7 @@ import pytest
 
 from harvest.catalog import Catalog
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NO_INOTIFY = (
     "import sys\n"
     "import watchdog.observers.inotify_c as c\n"

@@ -11,8 +11,8 @@ import pytest
 
 from cryoglean import slurm
 
-PROFILES = Path(__file__).parent / "golden" / "slurm" / "profiles.yaml"
-REPO = Path(__file__).resolve().parents[1]
+PROFILES = Path(__file__).parents[1] / "golden" / "slurm" / "profiles.yaml"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _render(template, **values):

@@ -25,9 +25,9 @@ from converters.partinet import (
 from cryoglean.cli import cli
 from harvest.starread import read_star
 
-GOLDEN = Path(__file__).parent / "golden" / "partinet"
+GOLDEN = Path(__file__).parents[1] / "golden" / "partinet"
 REALDATA = Path(os.environ.get("CRYOGLEAN_REALDATA",
-                               Path(__file__).resolve().parents[2] / "shared" / "realdata"))
+                               Path(__file__).resolve().parents[3] / "shared" / "realdata"))
 CRYOSEGNET = REALDATA / "jianlin-cheng__CryoSegNet" / "finetune_dataset"
 
 

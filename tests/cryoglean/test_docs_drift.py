@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from cryoglean import slurm
 from cryoglean.cli import cli
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
 def all_commands() -> dict[str, click.Command]:

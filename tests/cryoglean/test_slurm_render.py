@@ -16,7 +16,7 @@ from slurm_values import values_for
 from cryoglean import slurm
 from cryoglean.cli import cli
 
-GOLDEN = Path(__file__).parent / "golden" / "slurm"
+GOLDEN = Path(__file__).parents[1] / "golden" / "slurm"
 PROFILES = GOLDEN / "profiles.yaml"
 TEMPLATES = sorted(slurm.list_templates())
 SCRIPTS = [t for t in TEMPLATES if slurm.list_templates()[t].is_script]

@@ -25,7 +25,7 @@ from harvest.records import (
     ProjectScan,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAX_ERR = 0.5 / COORD_SCALE + 1e-9
 
 

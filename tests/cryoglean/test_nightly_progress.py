@@ -51,7 +51,7 @@ def test_training_logs_progress_lines_and_no_lightning_tips(tmp_path):
     """A training run whose stderr is a file (as under Slurm) writes progress lines while it
     runs; Lightning's tip and device banner are not in the output, and are with -v."""
     pytest.importorskip("pytorch_lightning")
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "trainers"))
     from test_trainers_helpers import write_dataset
 
     img, lab, _ = write_dataset(tmp_path / "d", n_mics=3, n=128, count=4, radius=6,

@@ -13,7 +13,7 @@ import pytest
 
 from converters import atomic
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Writes into an atomic directory, then sleeps (to be killed there); stage "swap" kills itself
 # between moving the old export aside and renaming the new one in.

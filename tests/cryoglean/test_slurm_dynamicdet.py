@@ -1,7 +1,7 @@
 """Slurm side of DynamicDet: train_dynamicdet (step 1 -> step 2 in one job, or one step),
 detect_dynamicdet (array, one GPU per task), star, and `slurm pipeline dynamicdet`; the chain's
 wiring runs on the real local Slurm with the recording stub here in place of cryoglean
-(tests/test_slurm_cluster.py, which owns the cluster)."""
+(tests/cryoglean/test_slurm_cluster.py, which owns the cluster)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from cryoglean import slurm
 
-PROFILES = Path(__file__).parent / "golden" / "slurm" / "profiles.yaml"
+PROFILES = Path(__file__).parents[1] / "golden" / "slurm" / "profiles.yaml"
 
 
 def _render(template, profile="reference", **values):

@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 from converters import registry
 from converters.layout import SPLITS, side_information
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WRITABLE = registry.names(capability="write")
 ROUND_TRIP = [n for n in WRITABLE if "read" in registry.get(n).capabilities]
 

@@ -13,7 +13,7 @@ import pytest
 
 from harvest.catalog import CatalogLocked, writer_lock
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_writer_lock_is_exclusive_within_one_process(tmp_path):
