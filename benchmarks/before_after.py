@@ -33,9 +33,10 @@ def _worktree(ref: str, where: Path) -> Path:
     return where
 
 
-def _run(tree: Path, bench: str, timeout: float) -> tuple[str, float, float]:
+def _run(tree: Path, bench: str, timeout: float, script_tree: Path | None = None
+         ) -> tuple[str, float, float]:
     args = shlex.split(bench)
-    cmd = [sys.executable, str(tree / "benchmarks" / args[0]), *args[1:]]
+    cmd = [sys.executable, str((script_tree or tree) / "benchmarks" / args[0]), *args[1:]]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -56,6 +57,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "before_after.md"))
+    ap.add_argument("--script-from-after", action="store_true",
+                    help="run the after tree's benchmark script on both versions (for a new "
+                         "benchmark the before version lacks; the script must import the code "
+                         "under test from PYTHONPATH)")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="cryoglean-before-after-"))
@@ -73,7 +78,8 @@ def main(argv=None) -> int:
             for r in range(args.rounds):
                 for side in ("before", "after"):
                     print(f"[{side} {revs[side]}] {bench} (round {r + 1})", flush=True)
-                    out, dt, load = _run(trees[side], bench, args.timeout)
+                    out, dt, load = _run(trees[side], bench, args.timeout,
+                                         trees["after"] if args.script_from_after else None)
                     print(out, flush=True)
                     lines += [f"### {side} ({revs[side]}), round {r + 1}: {dt:.1f} s wall, "
                               f"load average {load:.1f} at start", "", "```", out.rstrip(), "```",

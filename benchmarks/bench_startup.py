@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# the code under test: PYTHONPATH when set (benchmarks/before_after.py --script-from-after)
+CODE = Path(os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or REPO)
 
 
 def _cli(*args: str) -> list[str]:
@@ -34,7 +36,7 @@ def _median_wall(cmd: list[str], repeat: int, env: dict) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=REPO)
+        subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=CODE)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -43,11 +45,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(CODE)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         subprocess.run(_cli("demo-data", str(tmp / "fac"), "--force"), check=True, env=env,
-                       capture_output=True, cwd=REPO)
+                       capture_output=True, cwd=CODE)
         mics = sorted((tmp / "fac").rglob("*.mrc"))
         mics = [m for m in mics if "micrographs" in m.parts][:2]
         data = tmp / "data"
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
                             "--label_type", "star", "--exp_id", "tiny", "--output",
                             str(tmp / "runs"), "--num_epoch", "1", "--gpus", "-1",
                             "--val_pct", "0", "--test_pct", "0", "--input_width", "256"),
-                       check=True, env=env, capture_output=True, cwd=REPO)
+                       check=True, env=env, capture_output=True, cwd=CODE)
         ckpt = tmp / "runs" / "tiny" / "weights" / "last.ckpt"
         one = tmp / "one"
         one.mkdir()
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
                  "'lightning': 'pytorch_lightning' in sys.modules}))")
         res = json.loads(subprocess.run([sys.executable, "-c", probe], check=True, env=env,
                                         capture_output=True, text=True,
-                                        cwd=REPO).stdout.strip().splitlines()[-1])
+                                        cwd=CODE).stdout.strip().splitlines()[-1])
     print("| step | median wall s |")
     print("|---|---:|")
     print(f"| `python -c pass` | {t_py:.2f} |")

@@ -310,15 +310,17 @@ def write_image(job: ImageJob) -> str:
         img8 = equalize_hist(img8)
     import cv2
 
-    if not cv2.imwrite(str(dest), img8, _png_params() if job.mode == "png" else []):
+    png = job.mode == "png" and not job.equalize  # equalised views compress better by default
+    if not cv2.imwrite(str(dest), img8, _png_params() if png else []):
         raise ImageError(f"{dest}: could not write {job.mode} image")
     return "write"
 
 
 def _png_params() -> list[int]:
-    """zlib level 1 with the run-length strategy: lossless as always, and on micrographs (noise
-    at full size, smoother 1024-px views) measured 1.6x (4096²) to 3.4x (1024²) faster than
-    OpenCV's default with files no larger (benchmarks/bench_image_export.py)."""
+    """zlib level 1 with the run-length strategy for PNGs of micrographs as they are (not
+    equalised): lossless as always, measured faster than OpenCV's default with files no larger
+    (benchmarks/bench_image_export.py). Histogram-equalised views (EPicker's) keep the default,
+    which was both smaller and faster for them."""
     import cv2
 
     return [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
