@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["harvest", "cryosparc", "relion_star", "formats", "export", "denoise", "centernet"]
+ORDER = ["seams", "harvest", "cryosparc", "relion_star", "recentre", "formats", "export", "scale",
+         "denoise", "centernet", "dynamicdet", "tomo_synth", "tomopicker", "report"]
 
 
 def main() -> None:
