@@ -175,7 +175,7 @@ def _dynamicdet_steps(out: Path, export: str, quick: bool) -> list[Step]:
               "cpu", "--img-size", "128" if quick else "256", "--conf-thres", "0.1",
               "--quiet"]),
         Step("Detections to a STAR file (PartiNet's rules)",
-             ["star", "--labels", str(det / "exp" / "labels"), "--images",
+             [_star_command(), "--labels", str(det / "exp" / "labels"), "--images",
               lambda: _split_images(Path(export), "val"), "--output",
               str(out / "dynamicdet.star"), "--conf", "0.1"]),
         Step("Evaluate DynamicDet's picks against the same curated labels",
@@ -183,6 +183,13 @@ def _dynamicdet_steps(out: Path, export: str, quick: bool) -> list[Step]:
               "--split", "val", "--radius-frac", "0.5", "--out",
               str(out / "evaluation-dynamicdet")]),
     ]
+
+
+def _star_command() -> str:
+    """The name of PartiNet's ``star`` command (it shares its name with a registry format)."""
+    from converters.partinet_cli import star_command
+
+    return star_command.name
 
 
 def _tomo_steps(out: Path, db: Path, project: Path, quick: bool) -> list[Step]:
