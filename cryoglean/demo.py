@@ -16,6 +16,11 @@ from pathlib import Path
 import click
 
 DEMO_MICROGRAPHS = 12  # 10 to train on, 2 held out (the export's default 20% split)
+TOMO_PROJECT = "relion50_tomo"  # the generator's optional RELION 5 tomography project
+# three small tomograms (2 to train on, 1 held out); the larger species is ~17 voxels across
+DEMO_TOMOGRAMS = ["--tomograms", "3", "--tomo-size", "96x96x40", "--tomo-particles", "8,4",
+                  "--tomo-snr", "1"]
+TOMO_BBOX = 16
 
 
 def two_d_formats() -> list[str]:
@@ -45,6 +50,23 @@ class Step:
     ok_codes: tuple[int, ...] = (0,)
 
 
+def tomo_format() -> str:
+    """The tomogram export: the 3D format whose export lists its tomograms (what the tomogram
+    picker's ``--dataset`` reads, cet_pick's tables)."""
+    from converters import registry
+
+    return next(n for n in registry.names(3, "write") if registry.get(n).layout.image_lists)
+
+
+def tomo_picks_format(export_format: str) -> str:
+    """Picks of the tomogram picker: a 3D format keeping the score (so evaluate can sweep the
+    threshold), other than the export's own."""
+    from converters import registry
+
+    return next(n for n in registry.names(3, "score") if n != export_format
+                and "write" in registry.get(n).capabilities)
+
+
 def _split_images(export: Path, split: str) -> str:
     """The folder of an export's images of one split (from its manifest)."""
     from converters.dataset import open_export
@@ -71,14 +93,19 @@ def _run(step: Step, index: int, total: int) -> float:
 
 
 def build_steps(out: Path, quick: bool) -> list[Step]:
+    from harvest.synth import FacilityConfig
+
     fac = out / "facility"
     db = out / "catalog.db"
     exports = out / "exports"
     runs = out / "runs"
     picks = out / "picks"
     steps = [
-        Step("Generate a facility: simulated micrographs, a CryoSPARC and four RELION projects",
-             ["demo-data", str(fac), "--force", "--micrographs", str(DEMO_MICROGRAPHS)]),
+        Step("Generate a facility: simulated micrographs, a CryoSPARC and four RELION projects, "
+             "and simulated tomograms in a RELION 5 tomography project",
+             ["demo-data", str(fac), "--force", "--micrographs", str(DEMO_MICROGRAPHS),
+              "--versions", ",".join([*FacilityConfig().versions, TOMO_PROJECT]),
+              *DEMO_TOMOGRAMS, "--quiet"]),
         Step("Crawl the facility into the catalog (read-only, incremental)",
              ["crawl", str(fac), "--db", str(db)]),
         Step("Crawl again: nothing changed, nothing is re-read",
@@ -119,11 +146,103 @@ def build_steps(out: Path, quick: bool) -> list[Step]:
         Step("Evaluate the picks against the curated labels",
              ["evaluate", "--picks", str(picks), "--picks-format", fmt, "--truth", export,
               "--split", "val", "--radius-frac", "0.5", "--out", str(out / "evaluation")]),
+        *_dynamicdet_steps(out, export, quick),
+        *_tomo_steps(out, db, fac / TOMO_PROJECT, quick),
         Step("Write Slurm scripts for this dataset (export -> train -> pick -> evaluate)",
              ["slurm", "pipeline", "centernet", "--profile", "example", "-o",
               str(out / "slurm"), "--set", f"db={db}", "--set", f"workdir={out}"]),
     ]
     return steps
+
+
+def _dynamicdet_steps(out: Path, export: str, quick: bool) -> list[Step]:
+    """PartiNet's DynamicDet (tiny, CPU) on the same export as CenterNet: step1, step2, detect
+    the held-out micrographs, STAR, evaluate against the same labels. CenterNet's labels carry
+    no box: the boxes are the particle diameter."""
+    runs, det = out / "runs-dynamicdet", out / "detect"
+    common = ["--data", export, "--diameter", f"{_geometry()[0]:g}", "--project", str(runs), "--img-size", "128" if quick else "256",
+              "--device", "cpu", "--workers", "0", "--batch", "2", "--quiet"]
+    return [
+        Step("Train PartiNet's DynamicDet (tiny) on the same export: step1, both detectors",
+             ["train", "dynamicdet", "step1", *common, "--cfg", "tiny", "--epochs",
+              "1" if quick else "30"]),
+        Step("DynamicDet step2: the router only",
+             ["train", "dynamicdet", "step2", *common, "--weight",
+              str(runs / "exp" / "weights" / "last.pt"), "--epochs", "1" if quick else "5"]),
+        Step("Detect particles on the held-out micrographs",
+             ["detect", "--weight", str(runs / "exp2" / "weights" / "last.pt"), "--source",
+              lambda: _split_images(Path(export), "val"), "--project", str(det), "--device",
+              "cpu", "--img-size", "128" if quick else "256", "--conf-thres", "0.1",
+              "--quiet"]),
+        Step("Detections to a STAR file (PartiNet's rules)",
+             [_star_command(), "--labels", str(det / "exp" / "labels"), "--images",
+              lambda: _split_images(Path(export), "val"), "--output",
+              str(out / "dynamicdet.star"), "--conf", "0.1"]),
+        Step("Evaluate DynamicDet's picks against the same curated labels",
+             ["evaluate", "--picks", str(out / "dynamicdet.star"), "--truth", export,
+              "--split", "val", "--radius-frac", "0.5", "--out",
+              str(out / "evaluation-dynamicdet")]),
+    ]
+
+
+def _star_command() -> str:
+    """The name of PartiNet's ``star`` command (it shares its name with a registry format)."""
+    from converters.partinet_cli import star_command
+
+    return star_command.name
+
+
+def _tomo_steps(out: Path, db: Path, project: Path, quick: bool) -> list[Step]:
+    """The tomogram chain: RELION 5 picks in the catalog -> 30 % of the labels exported ->
+    the tomogram picker (cet_pick / MiLoPYP) -> picks on the held-out tomogram -> evaluate."""
+    fmt = tomo_format()
+    picks_fmt = tomo_picks_format(fmt)
+    export = out / "exports-tomo" / fmt
+    runs, picks = out / "runs-tomo", out / "picks-tomo"
+    held_out = export / "val" / "images"
+    return [
+        Step(f"Export the RELION 5 tomogram picks to {fmt} with 30 % of the labels (sparse)",
+             ["export", fmt, "--db", str(db), "-o", str(export), "--project", str(project),
+              "--label-fraction", "0.3", "--images", "link", "--seed", "0", "--force"]),
+        Step("Train the tomogram picker briefly (CPU; the export's files are x, y, z: zxy)",
+             ["train", "tomo", "--dataset", str(export), "--order", "zxy", "--bbox",
+              str(TOMO_BBOX), "--num_epochs", "2" if quick else "8", "--val_interval",
+              "2" if quick else "8", "--cutoff_z", "0", "--lr", "1e-3", "--exp_id", "demo",
+              "--output", str(runs), "--gpus", "-1", "--quiet", "--seed", "0"]),
+        Step("List the held-out tomograms",
+             ["tomo-files", "-d", str(held_out), "-o", "heldout", "-e", ".mrc", "-r", "zxy",
+              "--inference"]),
+        Step("Pick the held-out tomogram",
+             ["pick", "tomo", "--test_img_txt", str(held_out / "heldout_test_imgs.txt"),
+              "--load_model", str(runs / "demo" / "weights" / "last.ckpt"), "--output",
+              str(picks), "--output_type", picks_fmt, "--out_thresh", "0.2", "--cutoff_z",
+              "0", "--quiet"]),
+        Step("Evaluate the tomogram picks against the held-out tomogram's picks (3D)",
+             ["evaluate", "--picks", str(picks / picks_fmt), "--picks-format", picks_fmt,
+              "--truth", str(export), "--split", "val", "--diameter", str(TOMO_BBOX),
+              "--radius-frac", "0.5", "--out", str(out / "evaluation-tomo")]),
+    ]
+
+
+SCORED = [("CenterNet", "evaluation"), ("DynamicDet", "evaluation-dynamicdet"),
+          ("tomogram picker", "evaluation-tomo")]
+
+
+def print_scores(out: Path) -> None:
+    """The pickers' pooled scores side by side (each evaluation's metrics.json)."""
+    import json
+
+    click.secho("\nScores on the held-out data (pooled):", bold=True)
+    click.echo(f"  {'picker':<16} {'picks':>6} {'truth':>6} {'precision':>9} {'recall':>7} "
+               f"{'F1':>6} {'best F1':>8} {'AUPRC':>6}")
+    for name, folder in SCORED:
+        path = out / folder / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())["summary"]
+        click.echo(f"  {name:<16} {m['n_picks']:>6} {m['n_truth']:>6} {m['precision']:>9.3f} "
+                   f"{m['recall']:>7.3f} {m['f1']:>6.3f} {m['best_f1']:>8.3f} "
+                   f"{m['auprc']:>6.3f}")
 
 
 @click.command("demo", context_settings={"help_option_names": ["-h", "--help"]})
@@ -149,6 +268,7 @@ def demo_command(directory: Path, force: bool, quick: bool) -> None:
     t0 = time.perf_counter()
     for i, step in enumerate(steps, 1):
         _run(step, i, len(steps))
+    print_scores(out)
     click.secho(f"\nDemo finished in {time.perf_counter() - t0:.0f} s. Outputs in {out}:", bold=True)
     for name, what in [
         ("facility/", "generated CryoSPARC + RELION projects and facility.json (ground truth)"),
@@ -158,6 +278,13 @@ def demo_command(directory: Path, force: bool, quick: bool) -> None:
         ("runs/demo/", "CenterNet run: options, weights, metrics.csv, loss/PR/F1 plots"),
         ("picks/", "picks on held-out micrographs (+ PNGs with picks drawn)"),
         ("evaluation/", "precision/recall/F1/AUPRC and PR curve"),
+        ("runs-dynamicdet/", "DynamicDet runs: exp (step1), exp2 (step2, the router)"),
+        ("detect/", "DynamicDet detections on held-out micrographs; dynamicdet.star"),
+        ("evaluation-dynamicdet/", "DynamicDet's scores"),
+        ("exports-tomo/", "tomogram picks exported with 30 % of the labels"),
+        ("runs-tomo/demo/", "tomogram picker run"),
+        ("picks-tomo/", "picks on the held-out tomogram (+ heatmap)"),
+        ("evaluation-tomo/", "the tomogram picker's scores (3D)"),
         ("slurm/", "Slurm scripts and submit.sh (bash submit.sh on a cluster)"),
     ]:
         click.echo(f"  {name:<22} {what}")
