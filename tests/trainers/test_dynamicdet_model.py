@@ -87,7 +87,7 @@ def test_router_loss_is_the_formula_with_the_running_median_offset():
     loss, _ = L.router_loss(s, l1, l2, off)
     d = 0.5  # median of L1 − L2 = median(2, −1)
     want = (0.7 * (3 - d / 2) + 0.3 * (1 + d / 2) + 0.2 * (1 - d / 2) + 0.8 * (2 + d / 2)) / 2
-    assert float(loss) == pytest.approx(want)
+    assert float(loss.detach()) == pytest.approx(want)
     loss.backward()
     np.testing.assert_allclose(s.grad.numpy(), [(2 - d) / 2, (-1 - d) / 2], rtol=1e-6)
     # the median runs over every image seen: now (2, −1, 4) → 2
