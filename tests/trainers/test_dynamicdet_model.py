@@ -135,7 +135,8 @@ def test_easy_images_never_run_backbone2_and_batches_equal_single_images():
     net = tiny().eval()
     net.router = FixedRouter()
     x = torch.randn(6, 3, 128, 128) + torch.tensor([-1, 1, -1, 1, 1, -1.0])[:, None, None, None]
-    score = net.router(net.backbone1(x))
+    with torch.no_grad():
+        score = net.router(net.backbone1(x))
     thr = float(score.median())
     n_hard = int((score < thr).sum())
     assert 0 < n_hard < 6
