@@ -253,9 +253,12 @@ def print_scores(out: Path) -> None:
 def demo_command(directory: Path, force: bool, quick: bool) -> None:
     """Run the whole flow on a generated facility in DIRECTORY (default ./cryoglean-demo).
 
-    Generates CryoSPARC and RELION projects over simulated micrographs, crawls them into a
-    SQLite catalog, exports curated labels to every 2D picker format, denoises micrographs,
-    trains and runs the CenterNet picker, evaluates its picks, and writes Slurm scripts.
+    Generates CryoSPARC and RELION projects over simulated micrographs (and a RELION 5
+    tomography project), crawls them into a SQLite catalog, exports curated labels to every 2D
+    picker format, denoises micrographs, trains and runs the CenterNet picker and a tiny
+    DynamicDet on the same export, runs the tomogram chain (30 % of the labels → tomogram
+    picker → held-out tomogram), evaluates every picker, prints their scores side by side and
+    writes Slurm scripts.
     Each step prints the exact cryoglean command it runs.
     """
     out = directory.resolve()
