@@ -61,9 +61,9 @@ class _Sizes(Mapping):
             for ext in MICROGRAPH_EXTENSIONS:
                 p = self.images / f"{stem}{ext}"
                 if p.is_file():
-                    from converters.formats.yolo import image_size_of
+                    from harvest.imageio import micrograph_shape
 
-                    return image_size_of(p)
+                    return micrograph_shape(p)
         return self.size
 
     def __getitem__(self, name):

@@ -17,13 +17,13 @@ in the same label files (``nc: 2``, names ``particle``, ``negative``). Labels ne
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from converters.layout import ImageList, Layout, SideFiles
+from harvest.imageio import micrograph_shape
 
 from . import _text
 from ._common import (
@@ -77,30 +77,6 @@ def looks_like(lines: list[str]) -> bool:
     return True
 
 
-def image_size_of(path) -> tuple[int, int]:
-    """(nx, ny) of an image file: MRC header, PNG header, else OpenCV."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".mrc", ".mrcs", ".rec", ".map", ".st"):
-        import mrcfile
-
-        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-            return int(mrc.header.nx), int(mrc.header.ny)
-    if suffix == ".png":
-        with path.open("rb") as fh:
-            head = fh.read(24)
-        if head[:8] != b"\x89PNG\r\n\x1a\n":
-            raise FormatError(path, "not a PNG file")
-        w, h = struct.unpack(">II", head[16:24])
-        return int(w), int(h)
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise FormatError(path, "cannot read image to get its size")
-    return int(img.shape[1]), int(img.shape[0])
-
-
 def _find_image(images: Path, stem: str) -> Path | None:
     for ext in IMAGE_EXTENSIONS:  # in lookup order (harvest.conventions)
         p = images / f"{stem}{ext}"
@@ -122,7 +98,7 @@ def _sizes_for(names: list[str], image_size=None, images=None, what="YOLO") -> n
         if size is None and images is not None:
             img = _find_image(Path(images), mic_stem(name))
             if img is not None:
-                size = image_size_of(img)
+                size = micrograph_shape(img)  # header only: MRC, PNG; else decoded
         if size is None:
             raise ValueError(
                 f"{what}: image size of micrograph {name!r} unknown; give image_size=(nx, ny), "
