@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from converters.images import to_uint8  # the one 8-bit conversion (pictures use it too)
+
 
 def _pyplot():
     import matplotlib
@@ -113,13 +115,6 @@ def plot_losses(metrics: pd.DataFrame, path: str | Path) -> Path | None:
 #: Longest side of a picture of picks: a 4096² micrograph drawn at full size was a 34 MB PNG
 #: that needed 2.7 GB of memory; 1024 px shows particles of 40 px and up.
 MAX_SIDE = 1024
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
-    if not hi > lo:
-        hi = lo + 1.0
-    return (np.clip((image - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
 def shrink(image: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:

@@ -43,8 +43,9 @@ def make_thumbnail(path: str, particles: pd.DataFrame, radius: float, dest: Path
     particle in its stage's colour (``particles``: DataFrame[stage, x, y], px of the file)."""
     import cv2
 
+    from converters.images import to_uint8
     from harvest.imageio import read_micrograph
-    from trainers.plots import banner, draw_circles, shrink, to_uint8
+    from trainers.plots import banner, draw_circles, shrink
 
     small, f = shrink(read_micrograph(path).image, THUMB_SIDE)
     rgb = np.repeat(to_uint8(small)[:, :, None], 3, axis=2)
