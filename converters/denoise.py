@@ -539,14 +539,8 @@ def _check_unique_stems(files: Sequence[Path]) -> None:
 
 
 def _progress(total: int, enabled: bool):
-    import sys
+    """The project's one progress mechanism: a bar on a terminal, plain periodic lines
+    (percentage, rate, ETA) elsewhere, e.g. in a Slurm output file."""
+    from harvest.progress import Progress
 
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        desc="denoise",
-        unit="mic",
-        disable=not enabled or not sys.stderr.isatty(),
-        file=sys.stderr,
-    )
+    return Progress(total, "denoise", "micrographs", enabled=enabled)

@@ -81,3 +81,31 @@ def test_training_logs_progress_lines_and_no_lightning_tips(tmp_path):
                              stdout=subprocess.PIPE, stderr=fh, text=True, env=env, timeout=600)
     assert res.returncode == 0
     assert "GPU available" in err.read_text()
+
+
+def test_denoise_writes_plain_lines_off_a_terminal(tmp_path):
+    """``cryoglean denoise`` with stderr in a file (a Slurm output file) prints the project's
+    plain progress lines, not a tqdm bar (carriage returns)."""
+    import mrcfile
+    import numpy as np
+
+    src = tmp_path / "raw"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        mrcfile.write(src / f"mic_{i}.mrc", rng.normal(size=(32, 32)).astype(np.float32),
+                      voxel_size=1.5)
+    env = {**__import__("os").environ, "CRYOGLEAN_PROGRESS_SECONDS": "0"}
+    err = tmp_path / "slurm.out"
+    with open(err, "w") as fh:
+        res = subprocess.run([sys.executable, "-m", "cryoglean.cli", "denoise", "--source",
+                              str(src), "--project", str(tmp_path / "p"), "--num_workers", "1"],
+                             stdout=subprocess.PIPE, stderr=fh, text=True, env=env, timeout=300)
+    text = err.read_text()
+    assert res.returncode == 0, text
+    assert "\r" not in text
+    lines = [t for t in text.splitlines() if t.startswith("denoise:")]
+    assert lines, text
+    for t in lines:
+        assert LINE.match(t), t
+    assert lines[-1].startswith("denoise: 3/3 micrographs (100%)")
