@@ -65,7 +65,8 @@ def pipeline_command(name, profile_name, profiles_file, profile_for, sets, out_d
     \b
     Pipelines:
       centernet  [crawl ->] export thi -> train centernet -> pick (array) -> evaluate
-                 values: db, workdir [, roots, project, exp_id, num_epoch, batch_size, shards, diameter]
+                 values: db, workdir [, roots, project, exp_id, num_epoch, batch_size, shards,
+                 threshold, diameter, train_extra]
       dynamicdet [crawl ->] export yolo -> train dynamicdet step1 -> step2 -> detect (array)
                  -> star -> evaluate; values: db, workdir [, roots, project, weight, epochs,
                  epochs2, img_size, shards, conf_thres, easy_fraction, conf, diameter, ...]
@@ -75,6 +76,9 @@ def pipeline_command(name, profile_name, profiles_file, profile_for, sets, out_d
                  over tomograms) -> evaluate
                  values: db, workdir [, roots, project, label_fraction, exp_id, bbox,
                  num_epochs, lr, K, out_thresh, shards, train_extra]
+    The pick job uses the threshold the trained run chose (its val_metrics.json) and the
+    evaluate job the particle diameter of the export's manifest.json, both read when the jobs
+    run (cryoglean slurm value); --set threshold=X or --set diameter=PX fixes them instead.
     submit.sh records the job IDs in jobids.txt next to it.
     """
     from cryoglean import slurm
@@ -91,6 +95,25 @@ def pipeline_command(name, profile_name, profiles_file, profile_for, sets, out_d
             click.echo(f"{step}\t{job}")
     else:
         click.echo(f"submit with: bash {Path(out_dir) / 'submit.sh'}")
+
+
+@slurm_group.command("value", context_settings=_CTX)
+@click.argument("kind", type=click.Choice(["threshold", "diameter"]))
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--default", "default", type=float, default=None,
+              help="Print this when the run or export does not hold the value (a note on "
+                   "stderr says so); without it that is an error.")
+def value_command(kind, path, default):
+    """Print one number a pipeline job reads when it runs: the pick threshold a training run
+    chose (KIND threshold, PATH the run folder: its val_metrics.json, the best-F1 threshold)
+    or the particle diameter in px an export recorded (KIND diameter, PATH the export: its
+    manifest.json). Where it came from goes to stderr (the job's log).
+    """
+    from cryoglean.slurm_runtime import read_value
+
+    value, note = read_value(kind, path, default)
+    click.echo(f"{kind} {value} {note}", err=True)
+    click.echo(str(value))
 
 
 @slurm_group.command("templates", context_settings=_CTX)

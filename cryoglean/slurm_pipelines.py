@@ -52,21 +52,43 @@ def _centernet_steps(v: dict[str, Any]) -> list[PipelineStep]:
         "batch_size": v.get("batch_size", 4),
         **({"extra": v["train_extra"]} if v.get("train_extra") else {}),
     }, after=["02-export"]))
+    run_dir = w / "runs" / v.get("exp_id", "centernet")
     steps.append(PipelineStep("04-pick", "pick_centernet", {
         "data": str(export_dir / "val" / "images"),
-        "model": str(w / "runs" / v.get("exp_id", "centernet") / "weights" / "last.ckpt"),
+        "model": str(run_dir / "weights" / "last.ckpt"),
         "output": str(w / "picks"),
         "output_type": "thi",
         "shards": v.get("shards", 4),
+        **_threshold(v, run_dir),
     }, after=["03-train"]))
     steps.append(PipelineStep("05-evaluate", "evaluate", {
         "picks": str(w / "picks"),
         "truth": str(export_dir / "val" / "labels"),
         "format": "thi",
-        "diameter": v.get("diameter", 40),
+        **_diameter(v, export_dir),
         "out": str(w / "evaluation"),
     }, after=["04-pick"]))
     return steps
+
+
+def _given(v: dict[str, Any], key: str) -> bool:
+    return v.get(key) not in (None, "")
+
+
+def _threshold(v: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The pick job's threshold: ``--set threshold=X`` as given, else the one the trained run
+    chose (its val_metrics.json, read when the job runs)."""
+    if _given(v, "threshold"):
+        return {"vis_thresh": v["threshold"]}
+    return {"threshold_from": str(run_dir)}
+
+
+def _diameter(v: dict[str, Any], export_dir: Path) -> dict[str, Any]:
+    """The evaluate job's particle diameter: ``--set diameter=PX`` as given, else the one the
+    export's manifest records (read when the job runs)."""
+    if _given(v, "diameter"):
+        return {"diameter": v["diameter"]}
+    return {"diameter_from": str(export_dir)}
 
 
 def _partinet_steps(v: dict[str, Any]) -> list[PipelineStep]:
@@ -131,7 +153,7 @@ def _dynamicdet_steps(v: dict[str, Any]) -> list[PipelineStep]:
     steps.append(PipelineStep("07-evaluate", "evaluate", {
         "picks": str(w / "picks.star"), "picks_format": "star",
         "truth": str(export_dir / "labels" / "val"), "truth_format": "yolo",
-        "diameter": v.get("diameter", 40), "out": str(w / "evaluation"),
+        **_diameter(v, export_dir), "out": str(w / "evaluation"),
     }, after=["06-star"]))
     return steps
 
@@ -189,12 +211,14 @@ def _tomo_steps(v: dict[str, Any]) -> list[PipelineStep]:
 
 PIPELINES = {
     "centernet": (_centernet_steps, "[crawl] -> export thi -> train centernet -> pick (array) -> evaluate; "
-                  "values: db, workdir, [roots, project, exp_id, num_epoch, batch_size, shards, diameter]"),
+                  "values: db, workdir, [roots, project, exp_id, num_epoch, batch_size, shards, threshold, "
+                  "diameter, train_extra]; threshold: the run's best-F1 one, diameter: the "
+                  "export manifest's, unless given"),
     "dynamicdet": (_dynamicdet_steps, "[crawl] -> export yolo -> train dynamicdet step1 -> step2 -> "
                    "detect (array) -> star -> evaluate; values: db, workdir, [roots, project, "
                    "weight, epochs, epochs2, batch, batch2, img_size, cfg, shards, conf_thres, "
                    "iou_thres, dy_thres, easy_fraction, conf, diameter, export_extra, "
-                   "train_extra, detect_extra]"),
+                   "train_extra, detect_extra]; diameter: the export manifest's unless given"),
     "tomo": (_tomo_steps, "[crawl] -> export cetpick -> tomo-files + train tomo -> pick tomo "
              "(array over tomograms) -> evaluate; values: db, workdir, [roots, project, "
              "label_fraction, exp_id, bbox, num_epochs, lr, K, out_thresh, shards, train_extra]"),
