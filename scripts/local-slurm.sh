@@ -7,8 +7,9 @@
 #   scripts/local-slurm.sh env DIR                print `export SLURM_CONF=...`
 #
 # Debian's slurmctld + slurmd + munged, started by hand (no systemd, no cgroups), all state under
-# DIR (etc/ log/ run/ state/ spool/ munge/ fakedev/). Daemons are stopped by the PIDs recorded in
-# DIR/run/*.pid, and only while /proc/PID/comm still names that daemon. Fake GPUs (--gpus N) are
+# DIR (etc/ log/ run/ state/ spool/ munge/ fakedev/). Two partitions on the one node: debug (the
+# default) and long, so a test can send steps to different partitions. Daemons are stopped by the
+# PIDs recorded in DIR/run/*.pid, and only while /proc/PID/comm still names that daemon. Fake GPUs (--gpus N) are
 # gres entries backed by symlinks to /dev/null: Slurm schedules them, nothing computes on them.
 # Facts and pitfalls: ../shared/reference/slurm-local.md.
 set -euo pipefail
@@ -109,6 +110,7 @@ ScronParameters=enable
 $gres_line
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem $node_gres State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=long Nodes=localhost MaxTime=INFINITE State=UP
 EOF
 }
 

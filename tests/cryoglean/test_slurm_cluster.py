@@ -7,7 +7,9 @@ xdist worker (group "slurm"). They skip only when Slurm cannot be installed.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -319,3 +321,132 @@ def test_tomo_pipeline_runs_in_dependency_order(cluster, tmp_path):
     for step, before in needs.items():
         for b in before:
             assert min(start[step]) >= max(end[b]), f"{step} started before {b} ended"
+
+
+# --------------------------------------------------------------------------------------------
+# A CPU-only nightly pipeline: one profile for crawl/export/evaluate, another for train/pick
+# --------------------------------------------------------------------------------------------
+
+CPU_PROFILES = """\
+defaults:
+  cryoglean: {cryoglean}
+profiles:
+  cpu-small:
+    partition: debug
+    cpus: 1
+    mem: 1G
+    time: "00:10:00"
+    env: {{OMP_NUM_THREADS: "1"}}
+  cpu-train:
+    partition: long
+    cpus: 2
+    mem: 2G
+    time: "00:30:00"
+    env: {{OMP_NUM_THREADS: "2", CRYOGLEAN_PROGRESS_SECONDS: "0.5"}}
+"""
+RESOURCES = {"cpu-small": ("debug", "1", "1G", "00:10:00"),
+             "cpu-train": ("long", "2", "2G", "00:30:00")}
+STEP_PROFILE = {"crawl": "cpu-small", "export": "cpu-small", "train": "cpu-train",
+                "pick": "cpu-train", "evaluate": "cpu-small"}
+PROGRESS = re.compile(r"^train epoch \d+( loss [\d.e+-]+)?: (\d+)/(\d+) batches \((\d+)%\), "
+                      r"[\d.e+]+ batches/s, ETA [\d:?]+$")
+
+
+def _job_fields(cluster, job_id: str) -> dict[str, str]:
+    """The scheduler's record of a job (its first line: an array's first task)."""
+    line = cluster.run("scontrol", "show", "job", "-o", job_id).stdout.splitlines()[0]
+    return dict(tok.split("=", 1) for tok in line.split() if "=" in tok)
+
+
+def _watch_training(cluster, job_id: str, log: Path, timeout: float = 300.0) -> list[list[str]]:
+    """Poll the training job's output file while the job runs: the progress lines seen at each
+    poll made while the job was still RUNNING (checked after reading the file)."""
+    seen, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        lines = [ln for ln in log.read_text().splitlines() if ln.startswith("train epoch")] \
+            if log.exists() else []
+        state = _job_fields(cluster, job_id).get("JobState", "")
+        if state == "RUNNING" and lines:
+            seen.append(lines)
+        elif state not in ("PENDING", "RUNNING", "CONFIGURING"):
+            return seen
+        time.sleep(0.2)
+    raise TimeoutError(f"training job {job_id} did not end in {timeout} s")
+
+
+@pytest.mark.slow
+def test_cpu_pipeline_with_a_profile_per_step(cluster, tmp_path, facility):
+    """crawl -> export -> train -> pick (array) -> evaluate on the local Slurm, CPU only: the
+    CPU-light steps on a small profile, training and picking on another; every job completes
+    with the resources its script asks for; training writes progress lines into its Slurm
+    output file while it runs; pick and evaluate use the run's threshold and the export's
+    diameter."""
+    from converters.dataset import open_export
+    from cryoglean.cli import main
+    from trainers.labels import read_labels
+
+    cryoglean = Path(sys.executable).with_name("cryoglean")
+    if not cryoglean.exists():
+        pytest.skip(f"no cryoglean command next to {sys.executable}")
+    profiles = tmp_path / "cluster.yaml"
+    profiles.write_text(CPU_PROFILES.format(cryoglean=cryoglean))
+    work, out = tmp_path / "work dir", tmp_path / "slurm"
+    work.mkdir()  # the catalog's folder (crawl does not create it)
+    tiny = ["--input_width", "128", "--width", "4", "--head_conv", "8", "--crop", "64",
+            "--particle_size", "53", "--edge", "2"]
+    code = main(["slurm", "pipeline", "centernet", "--profiles", str(profiles), "--profile",
+                 "cpu-small", "--profile-for", "train=cpu-train", "--profile-for",
+                 "pick=cpu-train", "-o", str(out), "--set", f"db={work / 'catalog.db'}",
+                 "--set", f"workdir={work}", "--set", f"roots={facility.root}",
+                 "--set", f"project={facility.projects['cryosparc']}", "--set", "shards=2",
+                 "--set", "num_epoch=3", "--set", "batch_size=1",
+                 *[a for t in tiny for a in ("--set", f"train_extra={t}")]])
+    assert code == 0
+    # the scripts ask for their profile's resources, and no GPU
+    scripts = {p.stem.split("-", 1)[1]: p for p in out.glob("0*.sh")}
+    assert set(scripts) == set(STEP_PROFILE)
+    for step, script in scripts.items():
+        partition, cpus, mem, limit = RESOURCES[STEP_PROFILE[step]]
+        sbatch = [ln for ln in script.read_text().splitlines() if ln.startswith("#SBATCH")]
+        for want in (f"--partition={partition}", f"--cpus-per-task={cpus}", f"--mem={mem}",
+                     f"--time={limit}"):
+            assert f"#SBATCH {want}" in sbatch, (step, sbatch)
+        assert not any("gpu" in ln for ln in sbatch), (step, sbatch)
+    submitted = cluster.run("bash", str(out / "submit.sh"))
+    jobs = dict(line.split() for line in (out / "jobids.txt").read_text().splitlines())
+    assert list(jobs) == ["01-crawl", "02-export", "03-train", "04-pick", "05-evaluate"], \
+        submitted.stdout
+    seen = _watch_training(cluster, jobs["03-train"], out / "logs" / f"03-train-{jobs['03-train']}.out")
+    states = cluster.wait(list(jobs.values()), timeout=300)
+    logs = {p.name: p.read_text() for p in sorted((out / "logs").glob("*.out"))}
+    every_log = "\n".join(f"--- {n}\n{t[-2000:]}" for n, t in logs.items())
+    assert set(states.values()) == {"COMPLETED"}, f"{states}\n{every_log}"
+    # the cluster gave each job what its script asked for
+    for name, job in jobs.items():
+        partition, cpus, mem, limit = RESOURCES[STEP_PROFILE[name.split("-", 1)[1]]]
+        f = _job_fields(cluster, job)
+        assert (f["Partition"], f["NumCPUs"], f["MinMemoryNode"], f["TimeLimit"]) == \
+            (partition, cpus, mem, limit), (name, f)
+    # progress lines in the Slurm output file while training ran, growing, then 100 %
+    train_log = logs[f"03-train-{jobs['03-train']}.out"]
+    lines = [ln for ln in train_log.splitlines() if ln.startswith("train epoch")]
+    assert seen, f"no progress line while the training job ran:\n{train_log}"
+    assert all(PROGRESS.match(ln) for ln in lines), lines
+    done = [int(PROGRESS.match(ln).group(2)) for ln in lines]
+    assert len(lines) >= 2 and done == sorted(done), lines
+    assert "(100%)" in lines[-1], lines
+    assert "\r" not in train_log
+    # pick used the run's best-F1 threshold, evaluate the manifest's diameter
+    run_dir = work / "runs" / "centernet"
+    best = json.loads((run_dir / "val_metrics.json").read_text())["summary"]["best_threshold"]
+    pick_logs = [t for n, t in logs.items() if n.startswith("04-pick")]
+    assert len(pick_logs) == 2  # the array of 2 shards
+    for text in pick_logs:
+        assert f"threshold {best} from {run_dir / 'val_metrics.json'}" in text, text
+    scores = read_labels(work / "picks", "thi")["score"]
+    assert (scores > best).all(), (best, scores.min())  # the picker kept score > threshold
+    diameter = open_export(work / "export-thi").diameter_px
+    ev = logs[f"05-evaluate-{jobs['05-evaluate']}.out"]
+    assert f"diameter {diameter} from {work / 'export-thi' / 'manifest.json'}" in ev, ev
+    metrics = json.loads((work / "evaluation" / "metrics.json").read_text())["summary"]
+    assert metrics["radius"] == pytest.approx(0.5 * diameter)
