@@ -21,6 +21,7 @@ TOMO_PROJECT = "relion50_tomo"  # the generator's optional RELION 5 tomography p
 DEMO_TOMOGRAMS = ["--tomograms", "3", "--tomo-size", "96x96x40", "--tomo-particles", "8,4",
                   "--tomo-snr", "1"]
 TOMO_BBOX = 16
+REPORT_DIR = "report"  # the facility report's site (index.html)
 
 
 def two_d_formats() -> list[str]:
@@ -148,6 +149,9 @@ def build_steps(out: Path, quick: bool) -> list[Step]:
               "--split", "val", "--radius-frac", "0.5", "--out", str(out / "evaluation")]),
         *_dynamicdet_steps(out, export, quick),
         *_tomo_steps(out, db, fac / TOMO_PROJECT, quick),
+        Step("Build the facility report: projects, curation funnels, problems, training runs",
+             ["report", "--db", str(db), "-o", str(out / REPORT_DIR), "--runs", str(runs),
+              "--runs", str(out / "runs-tomo"), "--thumbnails", "4"]),
         Step("Write Slurm scripts for this dataset (export -> train -> pick -> evaluate)",
              ["slurm", "pipeline", "centernet", "--profile", "example", "-o",
               str(out / "slurm"), "--set", f"db={db}", "--set", f"workdir={out}"]),
@@ -259,7 +263,8 @@ def demo_command(directory: Path, force: bool, quick: bool) -> None:
     DynamicDet on the same export, runs the tomogram chain (30 % of the labels → tomogram
     picker → held-out tomogram), evaluates every picker, prints their scores side by side and
     writes Slurm scripts.
-    Each step prints the exact cryoglean command it runs.
+    Each step prints the exact cryoglean command it runs. The facility report (catalog and
+    runs) is built into DIRECTORY/report; open its index.html in a browser.
     """
     out = directory.resolve()
     if out.exists() and any(out.iterdir()):
@@ -288,6 +293,9 @@ def demo_command(directory: Path, force: bool, quick: bool) -> None:
         ("runs-tomo/demo/", "tomogram picker run"),
         ("picks-tomo/", "picks on the held-out tomogram (+ heatmap)"),
         ("evaluation-tomo/", "the tomogram picker's scores (3D)"),
+        (f"{REPORT_DIR}/", "the facility report: projects, funnels, problems, runs"),
         ("slurm/", "Slurm scripts and submit.sh (bash submit.sh on a cluster)"),
     ]:
         click.echo(f"  {name:<22} {what}")
+    click.secho(f"\nThe report: open {(out / REPORT_DIR / 'index.html').as_uri()} in a browser.",
+                bold=True)

@@ -27,3 +27,9 @@ def test_quick_demo_runs_every_picker(tmp_path):
         assert float(row.split()[-3]) == pytest.approx(m["f1"], abs=5e-4)
     tomo = json.loads((tmp_path / "d" / "evaluation-tomo" / "metrics.json").read_text())
     assert tomo["summary"]["dims"] == 3 and tomo["summary"]["n_truth"] == 12
+    # the report of the demo's catalog and runs, and where it is
+    site = tmp_path / "d" / "report"
+    assert (site / "index.html").is_file() and list((site / "projects").glob("*.html"))
+    assert "$ cryoglean report --db" in res.output and "--runs" in res.output
+    assert f"open {(site / 'index.html').as_uri()}" in res.output
+    assert list((site / "runs").iterdir())  # the CenterNet and tomogram runs are in it
