@@ -3,6 +3,8 @@ on GPU nodes."""
 
 from __future__ import annotations
 
+import shlex
+
 from cryoglean.cli import main
 
 
@@ -71,7 +73,7 @@ def _centernet_pipeline(tmp_path, *sets):
     stub.chmod(0o755)
     profiles = tmp_path / "profiles.yaml"
     profiles.write_text(f"profiles:\n  cpu:\n    cryoglean: {stub}\n")
-    work = tmp_path / "work dir"
+    work = tmp_path / "work dir $(touch PWNED) 'q'"
     out = tmp_path / "slurm"
     code = main(["slurm", "pipeline", "centernet", "--profiles", str(profiles), "--profile",
                  "cpu", "-o", str(out), "--set", "db=/d/c.db", "--set", f"workdir={work}",
@@ -84,7 +86,8 @@ def _run_script(script, record):
     import subprocess
 
     before = len(record.read_text().splitlines()) if record.exists() else 0
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                          cwd=script.parent)
     calls = record.read_text().splitlines()[before:] if record.exists() else []
     return done, calls
 
@@ -108,9 +111,9 @@ def test_pipeline_jobs_read_threshold_and_diameter_when_they_run(tmp_path):
     work, out, record = _centernet_pipeline(tmp_path)
     pick, evaluate = (out / "04-pick.sh").read_text(), (out / "05-evaluate.sh").read_text()
     # the scripts ask the run and the export; no fixed number decides
-    assert f"slurm value threshold '{work}/runs/centernet'" in pick
+    assert f"slurm value threshold {shlex.quote(str(work / 'runs' / 'centernet'))}" in pick
     assert '--vis_thresh "$THRESHOLD"' in pick
-    assert f"slurm value diameter '{work}/export-thi'" in evaluate
+    assert f"slurm value diameter {shlex.quote(str(work / 'export-thi'))}" in evaluate
     assert '--diameter "$DIAMETER"' in evaluate
     _write_run_and_export(work)
     done, calls = _run_script(out / "04-pick.sh", record)
@@ -123,6 +126,7 @@ def test_pipeline_jobs_read_threshold_and_diameter_when_they_run(tmp_path):
     (call,) = calls
     assert " --diameter 34.0 " in call  # the manifest's median, as `evaluate --truth EXPORT`
     assert "diameter 34.0 from" in done.stderr
+    assert not list(tmp_path.rglob("PWNED"))  # a path is never run as a command
 
 
 def test_a_run_without_validation_picks_at_the_default_and_says_so(tmp_path):
