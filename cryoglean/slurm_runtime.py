@@ -24,7 +24,9 @@ def run_threshold(run_dir: str | os.PathLike) -> tuple[float, str]:
     :class:`RunValueMissing` when the run has no validation result or no threshold in it."""
     path = Path(run_dir) / VAL_METRICS
     try:
-        summary = json.loads(path.read_text()).get("summary") or {}
+        summary = json.loads(path.read_text()).get("summary")
+        if not isinstance(summary, dict):
+            raise AttributeError
     except FileNotFoundError:
         raise RunValueMissing(
             f"{path} not found: the run has no validation result (train with validation "
