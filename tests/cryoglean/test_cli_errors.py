@@ -55,6 +55,7 @@ def _args(tmp_path, name):
                            str(tmp_path / "s")],
         "slurm templates": ["slurm", "templates"],
         "slurm profiles": ["slurm", "profiles"],
+        "slurm value": ["slurm", "value", "threshold", str(tmp_path)],
         "report": ["report", "--db", db, "-o", str(tmp_path / "site"), "-q"],
         "tomo-files": ["tomo-files", "-d", str(tmp_path), "-o", "s"],
     }[name]
@@ -80,6 +81,7 @@ LIBRARY_CALLS = {
     "slurm pipeline": ("cryoglean.slurm", "write_pipeline"),
     "slurm templates": ("cryoglean.slurm", "list_templates"),
     "slurm profiles": ("cryoglean.slurm", "load_profiles"),
+    "slurm value": ("cryoglean.slurm_runtime", "read_value"),
     "report": ("cryoglean.report", "build_report"),
     "tomo-files": ("trainers.tomopicker.files", "tomo_files"),
 }
