@@ -15,8 +15,8 @@ Particles (the rule and its tolerance: :data:`harvest.conventions.EDGE_MARGIN`):
   keeps its stored position as centre (a garbage shift or pixel size);
 - a score of ±inf becomes NaN (unknown).
 
-Micrographs: a size (``nx``, ``ny``, ``nz``) that is not a positive integer, and a pixel size
-that is not finite and positive, are stored as unknown (NULL).
+Micrographs: a size (``nx``, ``ny``, ``nz``) that is not an integer in [1, :data:`MAX_SIZE_PX`],
+and a pixel size that is not finite and positive, are stored as unknown (NULL).
 """
 
 from __future__ import annotations
@@ -113,12 +113,17 @@ def check_particles(pset: ParticleSetRecord, sizes: Mapping, source: str | None 
     return [Problem(source or pset.source_file, "; ".join(parts))]
 
 
+# Largest micrograph/tomogram side taken as real, in px (detectors are ~12k px; a header or a
+# metadata field beyond this is garbage, e.g. an unsigned −1).
+MAX_SIZE_PX = 1_000_000
+
+
 def _size(v) -> int | None:
     try:
         f = float(v)
     except (TypeError, ValueError):
         return None
-    return int(f) if np.isfinite(f) and f >= 1 and f == int(f) else None
+    return int(f) if np.isfinite(f) and 1 <= f <= MAX_SIZE_PX and f == int(f) else None
 
 
 def check_micrographs(records: list[MicrographRecord], job_key: str) -> list[Problem]:

@@ -51,6 +51,7 @@ CS_PICKS = "cryosparc/CS-cryoglean-demo/J5/picked_particles.cs"
 RELION_PICKS = "relion40/AutoPick/job005/Movies/mic_0001_autopick.star"
 RELION_PARTICLES = "relion31/Extract/job006/particles.star"
 MICROGRAPH = "micrographs/mic_0001.mrc"
+CS_MICROGRAPHS = "cryosparc/CS-cryoglean-demo/J2/J2_micrographs.cs"
 
 
 def _cs_frac(field: str, value: float, rows: int = 3):
@@ -111,6 +112,18 @@ def _particles_token(token: str):
     return inject
 
 
+def _cs_exposure(field: str, value):
+    """``value`` in ``field`` of the first micrograph of the motion job (later jobs pass it
+    through)."""
+    def inject(root: Path) -> None:
+        path = root / CS_MICROGRAPHS
+        arr = np.load(path)
+        arr[field][0] = value
+        with open(path, "wb") as fh:
+            np.save(fh, arr)
+    return inject
+
+
 def _mrc_header(nx: int, ny: int, nz: int | None = None):
     def inject(root: Path) -> None:
         path = root / MICROGRAPH
@@ -149,6 +162,13 @@ _HEADER_ROW = (r"relion\d\d/MotionCorr/job002/Movies/mic_0001\.mrc$",
                r"MotionCorr/job002/Movies/mic_0001\.mrc: MRC header inconsistent with the file "
                r"\(nx=.*header refused, size unknown\); their sizes come from metadata$", None)
 
+# The catalog writer's last guard: one row per job that carries the micrograph (motion, CTF, ...).
+def _exposure_row(what: str):
+    return (r"cryosparc/CS-cryoglean-demo/J2/motioncorrected/\d+_mic_\d+\S*\.mrc$",
+            r"^1 micrographs of J\d+ have sizes or pixel sizes out of range \(e\.g\. "
+            + what + r"\); stored as unknown$", None)
+
+
 VALUE_FAULTS: list[ValueFault] = [
     ValueFault("cryosparc center_x_frac NaN", _cs_frac("location/center_x_frac", np.nan),
                (_CS_ROW,)),
@@ -169,6 +189,14 @@ VALUE_FAULTS: list[ValueFault] = [
     ValueFault("relion particle x nan", _particles_token("nan"),
                ((re.escape(RELION_PARTICLES) + "$",
                  r"^2 of 128 particles of set 'particles' have a position that is not finite", 1),)),
+    ValueFault("cryosparc micrograph_blob/shape [0, 0]",
+               _cs_exposure("micrograph_blob/shape", [0, 0]), (_exposure_row("nx=0, ny=0"),)),
+    ValueFault("cryosparc micrograph_blob/shape 2**32-1",
+               _cs_exposure("micrograph_blob/shape", [2**32 - 1, 2**32 - 1]),
+               (_exposure_row("nx=4294967295, ny=4294967295"),)),
+    ValueFault("cryosparc micrograph_blob/psize_A -1",
+               _cs_exposure("micrograph_blob/psize_A", -1.0),
+               (_exposure_row(r"pixel size -1\.0"),)),
     ValueFault("mrc header nx=-576 ny=0", _mrc_header(-576, 0), (_HEADER_ROW,)),
     ValueFault("mrc header nx=ny=100000 in 1 MB",
                _grow_to(1 << 20, _mrc_header(100000, 100000, 1)), (_HEADER_ROW,)),
@@ -288,3 +316,43 @@ def test_value_fault(case, clean_crawl, tmp_path):
     print(f"value faults: {TOTALS['inputs']} inputs, {TOTALS['clean']} clean, "
           f"{TOTALS['silent']} silent, {TOTALS['crash']} crash, {TOTALS['hang']} hang")
     assert outcome == "clean", f"{case.name}: {outcome}: " + "; ".join(why)
+
+
+# --- the rules themselves ---------------------------------------------------------------------
+
+def test_positions_valid_margin_and_unknown_sizes():
+    from harvest.conventions import positions_valid
+
+    x = np.array([0.0, -0.05 * 448, -0.051 * 448, 1.05 * 448, 1.06 * 448, np.nan, np.inf, -288])
+    y = np.full(len(x), 10.0)
+    assert positions_valid(x, y, 448, 448).tolist() == [True, True, False, True, False, False,
+                                                         False, False]
+    # size unknown: only finiteness
+    assert positions_valid(x, y, np.nan, None).tolist() == [True] * 5 + [False, False, True]
+    z = np.array([0.0, 61.0])
+    assert positions_valid([1, 1], [1, 1], 10, 10, z, 20).tolist() == [True, False]
+
+
+def test_mrc_header_size_refuses_headers_that_do_not_fit(tmp_path):
+    import mrcfile
+
+    from harvest.imageio import MicrographError, micrograph_shape, mrc_header_size
+
+    good = tmp_path / "good.mrc"
+    with mrcfile.new(good) as mrc:
+        mrc.set_data(np.zeros((48, 64), dtype=np.float32))
+    assert mrc_header_size(good) == (64, 48, 1)
+    for name, (nx, ny, nz), size in (("neg", (-576, 0, 1), None),
+                                     ("huge", (100000, 100000, 1), 1 << 20),
+                                     ("short", (64, 48, 2), None)):
+        bad = tmp_path / f"{name}.mrc"
+        data = bytearray(good.read_bytes())
+        data[0:12] = np.array([nx, ny, nz], dtype="<i4").tobytes()
+        bad.write_bytes(bytes(data))
+        if size:
+            with open(bad, "ab") as fh:
+                fh.truncate(size)
+        for read in (mrc_header_size, micrograph_shape):
+            with pytest.raises(MicrographError, match=rf"{name}\.mrc: MRC header inconsistent "
+                               rf"with the file \(nx={nx}, ny={ny}, nz={nz}"):
+                read(bad)
