@@ -270,6 +270,7 @@ def _recentre(cols, dim, own, class_id, raw_x, raw_y, mpsize, main_file, group, 
     mpsize = np.asarray(mpsize, dtype=np.float64).reshape(n)
     x, y = recentre_cryosparc(raw_x, raw_y, shift[:, 0], shift[:, 1], psize, mpsize)
     ok = np.isfinite(x) & np.isfinite(y) & (psize > 0) & (mpsize > 0)
+    ok |= ~(np.isfinite(raw_x) & np.isfinite(raw_y))  # left out later (harvest.validate)
     if not ok.all():
         problems.append(
             Problem(main_file, f"'{group}': {int((~ok).sum())} particles without usable shift or "

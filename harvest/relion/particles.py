@@ -202,7 +202,8 @@ def load_particles(
                                          col(table, "rlnOriginY", 0.0), image_px, mic_px)
                 if is_3d and "rlnOriginZ" in table.columns:
                     z = raw_z - col(table, "rlnOriginZ", 0.0) * image_px / mic_px
-            bad = ~np.isfinite(x) | ~np.isfinite(y)
+            # rows whose stored coordinates are no numbers are left out later (harvest.validate)
+            bad = (~np.isfinite(x) | ~np.isfinite(y)) & np.isfinite(raw_x) & np.isfinite(raw_y)
             if bad.any():
                 ctx.problems.append(Problem(path, (
                     f"{int(bad.sum())} particles could not be recentred (unknown micrograph "

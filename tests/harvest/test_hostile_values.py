@@ -52,11 +52,15 @@ RELION_PICKS = "relion40/AutoPick/job005/Movies/mic_0001_autopick.star"
 RELION_PARTICLES = "relion31/Extract/job006/particles.star"
 MICROGRAPH = "micrographs/mic_0001.mrc"
 CS_MICROGRAPHS = "cryosparc/CS-cryoglean-demo/J2/J2_micrographs.cs"
+CS_REFINED = "cryosparc/CS-cryoglean-demo/J9/J9_passthrough_particles.cs"
+RELION_REFINED = "relion40/Refine3D/job010/run_data.star"
 
 
-def _cs_frac(field: str, value: float, rows: int = 3):
+def _cs_frac(field: str, value: float, rows: int = 3, path: str = CS_PICKS):
+    rel = path
+
     def inject(root: Path) -> None:
-        path = root / CS_PICKS
+        path = root / rel
         arr = np.load(path)
         arr[field][:rows] = value
         with open(path, "wb") as fh:  # np.save would append .npy to a path without it
@@ -87,10 +91,10 @@ def _star_token(rel: str, column: int, token: str, rows: int = 2):
     return inject
 
 
-def _particles_token(token: str):
+def _particles_token(token: str, rel: str = None):
     """``token`` as rlnCoordinateX of the first 2 rows of the particles loop (not the optics)."""
     def inject(root: Path) -> None:
-        path = root / RELION_PARTICLES
+        path = root / (rel or RELION_PARTICLES)
         lines = path.read_text().splitlines()
         block = None
         labels: list[str] = []
@@ -197,6 +201,16 @@ VALUE_FAULTS: list[ValueFault] = [
     ValueFault("cryosparc micrograph_blob/psize_A -1",
                _cs_exposure("micrograph_blob/psize_A", -1.0),
                (_exposure_row(r"pixel size -1\.0"),)),
+    # recentring sets: the stored position is at fault, not a pixel size or shift (the row
+    # names the set's file; the location fields came from its passthrough file)
+    ValueFault("cryosparc refined center_x_frac NaN",
+               _cs_frac("location/center_x_frac", np.nan, path=CS_REFINED),
+               ((r"cryosparc/CS-cryoglean-demo/J9/J9_002_particles\.cs$",
+                 r"^3 of 104 particles of set 'particles' have a position that is not finite",
+                 1),)),
+    ValueFault("relion refined particle x nan", _particles_token("nan", RELION_REFINED),
+               ((re.escape(RELION_REFINED) + "$",
+                 r"^2 of 104 particles of set 'run_data' have a position that is not finite", 1),)),
     ValueFault("mrc header nx=-576 ny=0", _mrc_header(-576, 0), (_HEADER_ROW,)),
     ValueFault("mrc header nx=ny=100000 in 1 MB",
                _grow_to(1 << 20, _mrc_header(100000, 100000, 1)), (_HEADER_ROW,)),
