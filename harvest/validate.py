@@ -15,6 +15,10 @@ Particles (the rule and its tolerance: :data:`harvest.conventions.EDGE_MARGIN`):
   keeps its stored position as centre (a garbage shift or pixel size);
 - a score of ±inf becomes NaN (unknown).
 
+Set metadata: a box size that is not an integer in [1, :data:`MAX_SIZE_PX`], a pixel size or
+voltage that is not finite and positive, a Cs that is not finite, an amplitude contrast outside
+[0, 1] are stored as unknown (one Problem per set naming them).
+
 Micrographs: a size (``nx``, ``ny``, ``nz``) that is not an integer in [1, :data:`MAX_SIZE_PX`],
 and a pixel size that is not finite and positive, are stored as unknown (NULL).
 """
@@ -174,3 +178,31 @@ def check_micrographs(records: list[MicrographRecord], job_key: str) -> list[Pro
     return [Problem(m.abs_path or m.path, (
         f"{len(bad)} micrographs of {job_key} have sizes or pixel sizes out of range (e.g. "
         f"{', '.join(wrong)}); stored as unknown"))]
+
+
+def check_set_metadata(pset: ParticleSetRecord) -> list[Problem]:
+    """The set's box size, pixel size, voltage, Cs and amplitude contrast outside their range set
+    to None (unknown), in place; one Problem naming them."""
+    rules = {
+        "box_size": lambda v: _size(v) is not None,
+        "image_pixel_size": lambda v: np.isfinite(v) and v > 0,
+        "voltage": lambda v: np.isfinite(v) and v > 0,
+        "cs": lambda v: np.isfinite(v),
+        "amp_contrast": lambda v: np.isfinite(v) and 0 <= v <= 1,
+    }
+    wrong = []
+    for attr, ok in rules.items():
+        v = getattr(pset, attr)
+        if v is None:
+            continue
+        try:
+            good = bool(ok(float(v)))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            wrong.append(f"{attr}={v}")
+            setattr(pset, attr, None)
+    if not wrong:
+        return []
+    return [Problem(pset.source_file, f"set '{pset.name}': {', '.join(wrong)} out of range; "
+                    "stored as unknown")]

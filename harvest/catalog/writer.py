@@ -23,7 +23,7 @@ from harvest.catalog.schema import MICROGRAPH_FIELDS
 from harvest.catalog.sqlvalues import db_text, sql_values, texts, utcnow
 from harvest.conventions import micrograph_key, stage_rank
 from harvest.records import FileStamp, JobRecord, JobScan, MicrographRecord, Problem, ProjectScan
-from harvest.validate import check_micrographs, check_particles
+from harvest.validate import check_micrographs, check_particles, check_set_metadata
 
 if TYPE_CHECKING:
     from harvest.catalog.store import Catalog
@@ -230,7 +230,7 @@ class ProjectWriter:
                 mics, [_bare_micrograph(p, self.scan.root) for p in missing.values()])
             # last guard: no position off its micrograph (as the catalog knows it) is stored
             sizes = {p: tuple(mics[db_text(p)][1:4]) for p in paths}
-            found = check_particles(ps, sizes, factorized=(codes, paths))
+            found = check_particles(ps, sizes, factorized=(codes, paths)) + check_set_metadata(ps)
             if found:
                 record.problems += found
                 codes, paths = factorize_micrographs(ps.particles)

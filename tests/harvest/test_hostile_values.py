@@ -116,6 +116,28 @@ def _particles_token(token: str, rel: str = None):
     return inject
 
 
+def _optics(values: dict[str, str]):
+    """Values of the optics row of the RELION particles STAR, by label."""
+    def inject(root: Path) -> None:
+        path = root / RELION_PARTICLES
+        lines = path.read_text().splitlines()
+        block, labels = None, []
+        for i, line in enumerate(lines):
+            s = line.strip()
+            if s.startswith("data_"):
+                block, labels = s, []
+            elif s.startswith("_rln"):
+                labels.append(s.split()[0][1:])
+            elif block == "data_optics" and labels and s and not s.startswith(("#", "loop_")):
+                fields = s.split()
+                for label, token in values.items():
+                    fields[labels.index(label)] = token
+                lines[i] = " ".join(fields)
+                break
+        path.write_text("\n".join(lines) + "\n")
+    return inject
+
+
 def _cs_exposure(field: str, value):
     """``value`` in ``field`` of the first micrograph of the motion job (later jobs pass it
     through)."""
@@ -211,6 +233,10 @@ VALUE_FAULTS: list[ValueFault] = [
     ValueFault("relion refined particle x nan", _particles_token("nan", RELION_REFINED),
                ((re.escape(RELION_REFINED) + "$",
                  r"^2 of 104 particles of set 'run_data' have a position that is not finite", 1),)),
+    ValueFault("relion optics box -40, amplitude contrast 7",
+               _optics({"rlnImageSize": "-40", "rlnAmplitudeContrast": "7"}),
+               ((re.escape(RELION_PARTICLES) + "$", r"^set 'particles': box_size=-40, "
+                 r"amp_contrast=7\.0 out of range; stored as unknown$", 1),)),
     ValueFault("mrc header nx=-576 ny=0", _mrc_header(-576, 0), (_HEADER_ROW,)),
     ValueFault("mrc header nx=ny=100000 in 1 MB",
                _grow_to(1 << 20, _mrc_header(100000, 100000, 1)), (_HEADER_ROW,)),
