@@ -19,6 +19,11 @@ off), from, in this order:
 - a cryoglean export the path lies in (its ``manifest.json``): ``x / scale_x``, ``y / scale_y``
   of each exported micrograph.
 
+Values are checked before anything is stored: a pick whose position is not finite or lies off
+its micrograph (by the catalog's sizes, else ``micrograph_size``; tolerance
+:data:`harvest.conventions.EDGE_MARGIN`, as in a crawl) refuses the whole import with one line
+naming the file, the count and the first such pick; nothing is stored.
+
 Side information a format's reader needs (``READ_NEEDS``; e.g. the image size that normalised
 coordinates are multiplied by) is taken from the project's micrographs in the catalog (their
 ``nx``, ``ny``; else ``micrograph_size``), so such picks need no scale. RELION's own pick files
@@ -37,10 +42,12 @@ import pandas as pd
 from converters.layout import side_information
 from converters.sizes import parse_size, shown
 from harvest.conventions import (
+    EDGE_MARGIN,
     NO_CLASS,
     micrograph_key,
     micrograph_stem,
     missing_to_nan,
+    positions_valid,
     strip_project_prefix,
 )
 
@@ -139,9 +146,45 @@ def import_picks(db, fmt: str, path, project, name: str, scale: float | None = N
                 np.int64)
         if "z" in picks.columns and picks["z"].notna().any():  # tomogram picks keep z
             frame["z"] = pd.to_numeric(picks["z"], errors="coerce").to_numpy(float) * sx
+        _check_positions(path, frame, mics, size)
         set_id = cat.add_external_set(pid, name, frame, stage="picked")
     return ImportResult(set_id=int(set_id), project_id=int(pid), name=name,
                         particles=len(frame), micrographs=int(frame["micrograph"].nunique()))
+
+
+def _check_positions(path: Path, frame: pd.DataFrame, mics: pd.DataFrame, size) -> None:
+    """ValueError (nothing is stored) when a pick's position is not finite or lies off its
+    micrograph (:func:`harvest.conventions.positions_valid`, tolerance
+    :data:`~harvest.conventions.EDGE_MARGIN`) by the catalog's sizes (else ``size``); scores of
+    ±inf become unknown (NaN)."""
+    by_key = mics.assign(key=mics["key"].astype(str)).drop_duplicates("key").set_index("key")
+    keys = frame["micrograph"]
+
+    def per_pick(col, fallback):
+        v = pd.to_numeric(by_key[col], errors="coerce") if col in by_key else None
+        out = keys.map(v).to_numpy(float) if v is not None else np.full(len(frame), np.nan)
+        if fallback is not None:
+            out = np.where(np.isfinite(out), out, float(fallback))
+        return out
+
+    nx = per_pick("nx", size[0] if size is not None else None)
+    ny = per_pick("ny", size[1] if size is not None else None)
+    z = frame["z"].to_numpy(float) if "z" in frame.columns else None
+    nz = per_pick("nz", None) if z is not None else None
+    ok = positions_valid(frame["x"].to_numpy(float), frame["y"].to_numpy(float), nx, ny, z, nz)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        where = f"x={frame['x'].iloc[i]:g}, y={frame['y'].iloc[i]:g}" + (
+            f", z={z[i]:g}" if z is not None else "")
+        dims = f"{nx[i]:.0f}x{ny[i]:.0f} px" if np.isfinite(nx[i]) else "size unknown"
+        raise ValueError(
+            f"{path}: {int((~ok).sum())} of {len(frame)} picks have a position that is not "
+            f"finite or lies more than {EDGE_MARGIN:.0%} of the micrograph's size outside it "
+            f"(e.g. {where} on {keys.iloc[i]}, {dims}); nothing imported: fix or remove those "
+            "rows (or check --scale/--images)")
+    if "score" in frame.columns:
+        score = frame["score"].to_numpy(float)
+        frame["score"] = np.where(np.isinf(score), np.nan, score)
 
 
 def _scales(path: Path, names, matched: dict, known: pd.DataFrame, pid: int, scale, images,

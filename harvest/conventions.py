@@ -250,6 +250,39 @@ def cryosparc_frac_to_pixels(x_frac, y_frac, micrograph_shape):
     return np.asarray(x_frac, dtype=np.float64) * nx, np.asarray(y_frac, dtype=np.float64) * ny
 
 
+# Valid positions (checked where values enter: the harvest parsers, the catalog writer, import).
+# A position is finite and lies on its micrograph (or tomogram), up to EDGE_MARGIN of the
+# micrograph's size outside an edge, per axis: x in [−m·nx, (1 + m)·nx], y likewise with ny (z
+# with nz). Why a margin: recentring moves a centre by the alignment shift and re-extraction
+# writes recentred centres, which may fall just outside a micrograph for particles picked near
+# its edge; 5 % is a half box for boxes up to a tenth of the micrograph (256 px on 4096) and
+# tens of times a typical shift. Farther out no part of the particle is on the micrograph: such
+# a value is garbage (CryoSPARC ``center_x_frac`` = −0.64 or 1.7, a RELION coordinate of −288
+# on a 448-px micrograph). Where a micrograph's size is unknown only finiteness is checked.
+EDGE_MARGIN: float = 0.05
+
+
+def positions_valid(x, y, nx, ny, z=None, nz=None, margin: float = EDGE_MARGIN) -> np.ndarray:
+    """Boolean mask of the positions that are finite and on their micrograph within ``margin``
+    (see :data:`EDGE_MARGIN`). ``nx``, ``ny`` (``nz``): sizes in px, per position or one value;
+    NaN, None or ≤ 0 = unknown (that axis is only checked to be finite)."""
+    ok = np.isfinite(np.asarray(x, dtype=np.float64)) & np.isfinite(np.asarray(y, dtype=np.float64))
+    axes = [(x, nx), (y, ny)]
+    if z is not None:
+        ok &= np.isfinite(np.asarray(z, dtype=np.float64))
+        axes.append((z, nz))
+    for v, n in axes:
+        if n is None:
+            continue
+        v = np.asarray(v, dtype=np.float64)
+        n = np.broadcast_to(np.asarray(n, dtype=np.float64), v.shape)
+        known = np.isfinite(n) & (n > 0)
+        with np.errstate(invalid="ignore"):
+            inside = (v >= -margin * n) & (v <= (1.0 + margin) * n)
+        ok &= ~known | inside
+    return ok
+
+
 def recentre_cryosparc(x, y, shift_x, shift_y, alignment_psize_A, micrograph_psize_A):
     """Particle centre after refinement, CryoSPARC: ``x − shift_x × psize_align / psize_mic``.
 

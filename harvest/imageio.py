@@ -27,6 +27,9 @@ Error policy (mrcfile's: strict by default, ``permissive=True`` turns defects in
   file and the defect is logged. ``permissive=False`` raises instead.
 - Every error is one line naming the file and what is wrong: ``FileNotFoundError`` for a missing
   file, :class:`MicrographError` (a ``ValueError``) otherwise.
+- Sizes from a header (:func:`micrograph_shape`, :func:`mrc_header_size`) are given only when
+  the header is consistent with the file: sizes ≥ 1, a known mode, and a file as long as the
+  data the header promises; otherwise :class:`MicrographError` (the size is unknown).
 """
 
 from __future__ import annotations
@@ -255,6 +258,40 @@ def _check_before_permissive(path: Path, strict_error: Exception) -> None:
         )
 
 
+def mrc_header_size(path: str | os.PathLike) -> tuple[int, int, int]:
+    """``(nx, ny, nz)`` from an MRC header, refused unless it is consistent: sizes ≥ 1, a known
+    mode, and a file at least as long as the header, extended header and data it promises
+    (``nx=-576``, ``ny=0``, or ``nx=ny=100000`` in a 1 MB file are refused). Either byte order is
+    tried; the one whose header fits the file wins. :class:`MicrographError` names the file, the
+    sizes and the length otherwise (a size from such a header would be garbage in the catalog)."""
+    import mrcfile.utils
+
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        raw = fh.read(_HEADER_BYTES)
+    if len(raw) < _HEADER_BYTES:
+        raise MicrographError(
+            f"{path}: {size} bytes, shorter than the {_HEADER_BYTES}-byte MRC header; "
+            "truncated or not an MRC file")
+    for order in ("<", ">"):
+        nx, ny, nz, mode = struct.unpack(order + "4i", raw[:16])
+        (nsymbt,) = struct.unpack(order + "i", raw[92:96])
+        if min(nx, ny, nz) < 1 or nsymbt < 0:
+            continue
+        try:
+            mrcfile.utils.dtype_from_mode(mode)
+        except ValueError:
+            continue
+        h = _RawHeader(nx, ny, nz, mode, nsymbt)
+        if size >= _HEADER_BYTES + nsymbt + _data_bytes(h):
+            return nx, ny, nz
+    nx, ny, nz, mode = struct.unpack("<4i", raw[:16])
+    raise MicrographError(
+        f"{path}: MRC header inconsistent with the file (nx={nx}, ny={ny}, nz={nz}, mode {mode} "
+        f"in a {size}-byte file); header refused, size unknown")
+
+
 def micrograph_shape(path: str | os.PathLike, *, permissive: bool = True) -> tuple[int, int]:
     """``(nx, ny)`` of a micrograph file without reading its pixels where the format allows:
     the MRC header (also ``.rec``/``.st``/``.map``; strict, then permissive with a logged warning as :func:`read_micrograph`),
@@ -266,6 +303,7 @@ def micrograph_shape(path: str | os.PathLike, *, permissive: bool = True) -> tup
     if suffix in MRC_HEADER_SUFFIXES:
         import mrcfile
 
+        mrc_header_size(path)  # a header that does not fit the file gives no size
         try:
             with mrcfile.open(path, header_only=True, permissive=False) as mrc:
                 return int(mrc.header.nx), int(mrc.header.ny)

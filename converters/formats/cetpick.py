@@ -70,7 +70,10 @@ def read(path, **_):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        table = pd.read_csv(path, sep=r"\s+", dtype={"image_name": str})
+        table = pd.read_csv(path, sep=r"\s+", dtype={"image_name": str}, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise FormatError(path, "empty file: no header 'image_name x_coord y_coord z_coord'",
+                          1) from None
     except pd.errors.ParserError as exc:
         raise FormatError(path, f"malformed table ({exc})") from None
     need = ("image_name", "x_coord", "y_coord", "z_coord")
@@ -85,7 +88,10 @@ def read(path, **_):
             bad = np.flatnonzero(v.isna().to_numpy())
             if bad.size:
                 i = int(bad[0])
-                raise FormatError(path, f"{name} {table[name].iloc[i]!r} is not a number", i + 2)
+                raw = table[name].iloc[i]
+                what = ("is missing (a truncated row?)" if pd.isna(raw) or str(raw) == ""
+                        else f"{str(raw)!r} is not a number")
+                raise FormatError(path, f"{name} {what}", i + 2)
             vals[name] = v.to_numpy(dtype=np.float64)
     names = np.array([mic_stem(n) for n in table["image_name"].astype(str)], dtype=object)
     return picks_frame(names, vals["x_coord"], vals["y_coord"], z=vals["z_coord"],

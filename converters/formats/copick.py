@@ -65,6 +65,8 @@ def read(path, voxel_spacing=None, **_):
     if unit != "angstrom":
         raise FormatError(path, f"unit {unit!r} is not supported (copick writes 'angstrom')")
     points = doc["points"] or []
+    if not isinstance(points, list):
+        raise FormatError(path, f"'points' is a {type(points).__name__}, not a list of points")
     loc = np.full((len(points), 3), np.nan)
     score = np.full(len(points), np.nan)
     for i, p in enumerate(points):
@@ -73,7 +75,10 @@ def read(path, voxel_spacing=None, **_):
         except (KeyError, TypeError, ValueError):
             raise FormatError(path, f"point {i} has no numeric location x/y/z") from None
         s = p.get("score")
-        score[i] = np.nan if s is None else float(s)
+        try:
+            score[i] = np.nan if s is None else float(s)
+        except (TypeError, ValueError):
+            raise FormatError(path, f"point {i} has a score that is not a number: {s!r}") from None
     run = doc.get("run_name") or path.parent.parent.name or path.stem
     loc = loc / float(spacing)
     return picks_frame(str(run), loc[:, 0], loc[:, 1], z=loc[:, 2],

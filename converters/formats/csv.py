@@ -59,6 +59,9 @@ def read(path, **_):
             if bad.size:
                 i = int(bad[0])
                 raise FormatError(path, f"{name} {table[name].iloc[i]!r} is not a number", i + 2)
+            gap = np.flatnonzero(table[name].isna().to_numpy()) if name in HEADER[:2] else []
+            if len(gap):  # a coordinate is required: an empty cell is a truncated row
+                raise FormatError(path, f"{name} is empty (a truncated row?)", int(gap[0]) + 2)
             values[name] = v.to_numpy(dtype=np.float64)
     score = next((values[c] for c in values if c.lower() in _SCORE_NAMES), None)
     frame = picks_frame(

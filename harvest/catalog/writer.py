@@ -23,6 +23,7 @@ from harvest.catalog.schema import MICROGRAPH_FIELDS
 from harvest.catalog.sqlvalues import db_text, sql_values, texts, utcnow
 from harvest.conventions import micrograph_key, stage_rank
 from harvest.records import FileStamp, JobRecord, JobScan, MicrographRecord, Problem, ProjectScan
+from harvest.validate import check_micrographs, check_particles, check_set_metadata
 
 if TYPE_CHECKING:
     from harvest.catalog.store import Catalog
@@ -197,6 +198,8 @@ class ProjectWriter:
 
     def _write_record(self, jid: int, record: JobRecord) -> None:
         mics = self._micrographs()
+        # last guard (harvest.validate): sizes out of range are stored as unknown
+        record.problems += check_micrographs(record.micrographs, record.key)
         queued: dict[str, object] = {}  # new micrographs, inserted together
         for m in record.micrographs:
             path = db_text(m.path)
@@ -225,6 +228,12 @@ class ProjectWriter:
                     missing[t] = p
             self._insert_micrographs(
                 mics, [_bare_micrograph(p, self.scan.root) for p in missing.values()])
+            # last guard: no position off its micrograph (as the catalog knows it) is stored
+            sizes = {p: tuple(mics[db_text(p)][1:4]) for p in paths}
+            found = check_particles(ps, sizes, factorized=(codes, paths)) + check_set_metadata(ps)
+            if found:
+                record.problems += found
+                codes, paths = factorize_micrographs(ps.particles)
             mapping = {p: mics[db_text(p)][0] for p in paths}
             result = insert_set(self.conn, self.project_id, jid, ps, mapping, origin="job",
                                  factorized=(codes, paths))

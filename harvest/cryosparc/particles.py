@@ -18,6 +18,9 @@ Coordinates (DESIGN.md pixel frame: pixels of the micrograph file named by
   the set keeps its raw positions and a Problem says why.
 * Micrograph shape and pixel size are read per distinct ``location/micrograph_path`` (in the
   file that holds the path) and applied to its particles: one micrograph, one shape.
+* Values are checked at this boundary (:mod:`harvest.validate`, tolerance
+  :data:`harvest.conventions.EDGE_MARGIN`): a particle whose ``center_*_frac`` is NaN, inf or
+  off its micrograph is left out and counted in one Problem per set.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from harvest.cryosparc.joins import (
 from harvest.cryosparc.micrographs import add_particle_micrographs
 from harvest.csfile import CsFileError, cs_field_names, decode_strings
 from harvest.records import MicrographRecord, ParticleSetRecord, Problem, empty_particles
+from harvest.validate import check_particles
 
 
 def parse_particle_group(
@@ -153,7 +157,7 @@ def parse_particle_group(
     if n == 0:
         particles = empty_particles()
     arrays = loaded.arrays
-    return ParticleSetRecord(
+    pset = ParticleSetRecord(
         name=g.name,
         stage=stage,
         particles=particles,
@@ -168,6 +172,11 @@ def parse_particle_group(
         is_3d=False,
         sparse=jt.sparse,
     )
+    # values at the boundary (harvest.validate): center_*_frac NaN, inf or off the micrograph
+    if n:
+        sizes = {names[i]: (mic_shape[i, 1], mic_shape[i, 0]) for i in np.flatnonzero(used)}
+        problems += check_particles(pset, sizes, factorized=(codes, list(names)))
+    return pset
 
 
 def _string_column(codes: np.ndarray, values: np.ndarray):
@@ -261,6 +270,7 @@ def _recentre(cols, dim, own, class_id, raw_x, raw_y, mpsize, main_file, group, 
     mpsize = np.asarray(mpsize, dtype=np.float64).reshape(n)
     x, y = recentre_cryosparc(raw_x, raw_y, shift[:, 0], shift[:, 1], psize, mpsize)
     ok = np.isfinite(x) & np.isfinite(y) & (psize > 0) & (mpsize > 0)
+    ok |= ~(np.isfinite(raw_x) & np.isfinite(raw_y))  # left out later (harvest.validate)
     if not ok.all():
         problems.append(
             Problem(main_file, f"'{group}': {int((~ok).sum())} particles without usable shift or "

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-import mrcfile
-
+from harvest.imageio import mrc_header_size
 from harvest.records import JobRecord, Problem, ProjectScan
 from harvest.relion.jobs import job_row
 from harvest.relion.pipeline import Process, ancestors
@@ -21,6 +20,8 @@ class Context:
         cache = scan.extra if scan is not None else {}
         self.mrc_cache: dict[str, tuple[int, int, int] | None] = cache.setdefault("mrc", {})
         self.ctf_cache: dict[str, dict[str, float]] = cache.setdefault("ctf_px", {})
+        # abs path -> why its MRC header gave no size (named in the micrographs' problem row)
+        self.mrc_refused: dict[str, str] = cache.setdefault("mrc_refused", {})
         self.problems: list[Problem] = []
         self.files: list[str] = []
         self.mic_px: dict[str, float] | None = None  # key -> micrograph px (from CtfFind)
@@ -43,12 +44,11 @@ class Context:
         if abs_path not in self.mrc_cache:
             shape = None
             if os.path.isfile(abs_path):
-                try:
-                    with mrcfile.open(abs_path, header_only=True, permissive=True) as mrc:
-                        h = mrc.header
-                        shape = (int(h.nx), int(h.ny), int(h.nz))
-                except (OSError, ValueError):
+                try:  # a header inconsistent with its file gives no size (harvest.imageio)
+                    shape = mrc_header_size(abs_path)
+                except (OSError, ValueError) as exc:
                     shape = None
+                    self.mrc_refused[abs_path] = str(exc).split(": ", 1)[-1]
             self.mrc_cache[abs_path] = shape
         return self.mrc_cache[abs_path]
 

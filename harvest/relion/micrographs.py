@@ -75,11 +75,14 @@ def micrograph_records(
                 setattr(rec, k, v.item() if hasattr(v, "item") else v)
         records.append(rec)
     if missing:
+        # a refused header (harvest.imageio.mrc_header_size) is the example: its reason is shown
+        example = next((m for m in missing if ctx.abs(m) in ctx.mrc_refused), missing[0])
+        why = ctx.mrc_refused.get(ctx.abs(example))
         ctx.problems.append(
             Problem(
-                ctx.abs(missing[0]),
+                ctx.abs(example),
                 f"{len(missing)} of {len(records)} micrographs referenced by {job_key} are "
-                f"missing or unreadable (e.g. {missing[0]}); "
+                f"missing or unreadable (e.g. {example}{': ' + why if why else ''}); "
                 + (f"the size of {unsized} is unknown" if unsized else
                    "their sizes come from metadata"),
             )

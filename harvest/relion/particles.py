@@ -15,14 +15,19 @@ CtfFind job of the project), matched by micrograph key; ``rlnMicrographOriginalP
 optics group (movie pixel size: right unless motion correction binned); finally the particle
 image pixel size (right when extraction did not rescale). Tomogram particles: see
 :mod:`harvest.relion.tomo`.
+
+Values are checked at this boundary (:mod:`harvest.validate`, tolerance
+:data:`harvest.conventions.EDGE_MARGIN`) once the micrographs' sizes are known: rows whose
+coordinates are not numbers (``abc``, ``nan``, ``inf``) or lie off their micrograph are left out
+and counted in one Problem per set.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
-import mrcfile
 import numpy as np
 import pandas as pd
 
@@ -37,6 +42,7 @@ from harvest.conventions import (
     relion_class_numbers,
     stage_rank,
 )
+from harvest.imageio import mrc_header_size
 from harvest.records import (
     JobRecord,
     MicrographRecord,
@@ -70,6 +76,7 @@ from harvest.relion.tomo import (
     tomograms_star_for,
 )
 from harvest.starread import StarFormatError
+from harvest.validate import check_particles
 
 # the particle-star labels a particle set needs (read only these: the reader's fast path)
 PARTICLE_LABELS = (
@@ -81,6 +88,7 @@ PARTICLE_LABELS = (
     "rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst",
 )
 REJECTED_SET, REJECTED_STAGE = "rejected", "rejected2d"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -194,7 +202,8 @@ def load_particles(
                                          col(table, "rlnOriginY", 0.0), image_px, mic_px)
                 if is_3d and "rlnOriginZ" in table.columns:
                     z = raw_z - col(table, "rlnOriginZ", 0.0) * image_px / mic_px
-            bad = ~np.isfinite(x) | ~np.isfinite(y)
+            # rows whose stored coordinates are no numbers are left out later (harvest.validate)
+            bad = (~np.isfinite(x) | ~np.isfinite(y)) & np.isfinite(raw_x) & np.isfinite(raw_y)
             if bad.any():
                 ctx.problems.append(Problem(path, (
                     f"{int(bad.sum())} particles could not be recentred (unknown micrograph "
@@ -290,9 +299,8 @@ def _box_from_stack(path: str) -> int | None:
     for base in (os.path.dirname(os.path.dirname(here)), here, os.path.dirname(here)):
         candidate = os.path.join(base, stack)
         if os.path.isfile(candidate):
-            try:
-                with mrcfile.open(candidate, header_only=True, permissive=True) as mrc:
-                    return int(mrc.header.nx)
+            try:  # only a header consistent with its file (harvest.imageio)
+                return mrc_header_size(candidate)[0]
             except (OSError, ValueError):
                 return None
     return None
@@ -363,7 +371,11 @@ def particle_set_from_star(
     tomos = None if tomograms_star is None else os.fspath(tomograms_star)
     parts = load_particles(ctx, path, job_key, recentre, tomos)
     pset = _set(name, stage, parts.frame, path, parts)
-    return pset, particle_micrographs(ctx, parts, job_key)
+    mics = particle_micrographs(ctx, parts, job_key)
+    _check_positions(ctx, [pset], mics)
+    for problem in ctx.problems:  # no catalog here to hold them: rows left out are logged
+        log.warning("%s", problem)
+    return pset, mics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,4 +474,14 @@ def read_particles(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
         for m in particle_micrographs(ctx, one, proc.key):
             mics.setdefault(m.path, m)
     rec.micrographs = list(mics.values())
+    _check_positions(ctx, rec.particle_sets, rec.micrographs)
     return rec
+
+
+def _check_positions(ctx: Context, sets: list[ParticleSetRecord],
+                     mics: list[MicrographRecord]) -> None:
+    """Values at the boundary (:mod:`harvest.validate`): rows whose coordinates are not numbers
+    (``abc``, ``nan``, ``inf``) or lie off their micrograph are left out, one Problem per set."""
+    sizes = {m.path: (m.nx, m.ny, m.nz) for m in mics}
+    for pset in sets:
+        ctx.problems += check_particles(pset, sizes)

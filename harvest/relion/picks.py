@@ -5,6 +5,10 @@ The micrographs and their coordinate files come from the job's index (RELION 4/5
 else (3.x) from ``coords_suffix_<suffix>.star``, which names the micrographs STAR the picker read:
 coordinates are then ``<job>/<micrograph path after its job dir>_<suffix>.star``, and a
 micrograph without a file had no picks.
+
+Coordinates that are not numbers (``abc``, ``nan``, ``inf``) or lie off their micrograph
+(tolerance :data:`harvest.conventions.EDGE_MARGIN`) are left out and counted in one Problem for
+the set, naming the coordinate file (:mod:`harvest.validate`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from harvest.relion.micrographs import ctf_pixel_sizes, micrograph_records
 from harvest.relion.pipeline import Process
 from harvest.relion.tables import STRING_LABELS, col, fingerprint, read_table
 from harvest.starread import StarFormatError, read_star
+from harvest.validate import check_particles
 
 _JOB_RE = re.compile(r"^(?:.*?/)?job\d+/(.*)$")
 
@@ -100,6 +105,7 @@ def read_picks(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
     carry no shifts), scores from ``rlnAutopickFigureOfMerit`` (−999 → NaN)."""
     pairs, indexed = _pick_list(ctx, proc, row)
     frames = []
+    files = []  # the coordinate file of each frame (named when its rows are left out)
     picked_mics = []
     missing = []
     for mic, cpath in pairs:
@@ -124,6 +130,7 @@ def read_picks(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
             "class_id": np.full(len(t), -1, dtype=np.int64),
             "uid": np.arange(len(t), dtype=np.int64),
         }))
+        files.append(np.full(len(t), cpath, dtype=object))
     if missing:
         ctx.problems.append(Problem(missing[0], (
             f"{len(missing)} coordinate files listed by {proc.key} are missing "
@@ -133,10 +140,16 @@ def read_picks(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
         frame["uid"] = np.arange(len(frame), dtype=np.int64)
     rec = ctx.job_record(proc)
     index = next((f for f in ctx.files if f.endswith(".star")), os.path.join(ctx.root, proc.key))
-    rec.particle_sets.append(ParticleSetRecord(
+    pset = ParticleSetRecord(
         name=row.set_name, stage=row.stage, particles=frame, source_file=index,
         fingerprint=fingerprint(index), sparse=row.sparse,
-    ))
+    )
+    rec.particle_sets.append(pset)
     px = ctf_pixel_sizes(ctx, proc.key) if ctx.scan is not None else {}
     rec.micrographs = micrograph_records(ctx, picked_mics, proc.key, px)
+    # values at the boundary (harvest.validate): coordinates that are no numbers (abc, nan,
+    # inf) or lie off their micrograph are left out, counted in one Problem for the set
+    sizes = {m.path: (m.nx, m.ny) for m in rec.micrographs}
+    ctx.problems += check_particles(
+        pset, sizes, row_files=np.concatenate(files) if files else None)
     return rec

@@ -184,8 +184,13 @@ def test_strict_mode_refuses_a_header_defect(tmp_path):
 
 def test_shape_reads_headers_only(tmp_path):
     path = _mrc(tmp_path / "big.mrc", np.zeros((30, 40), np.float32))
-    path.write_bytes(path.read_bytes()[:1024])  # pixels gone: the header still answers
     assert imageio.micrograph_shape(path) == (40, 30)
+    # pixels gone: a header that promises more than the file holds gives no size (issue 14:
+    # header sizes must be consistent with the file length)
+    path.write_bytes(path.read_bytes()[:1024])
+    with pytest.raises(MicrographError, match=r"big\.mrc: MRC header inconsistent with the "
+                       r"file \(nx=40, ny=30, nz=1, mode 2 in a 1024-byte file\)"):
+        imageio.micrograph_shape(path)
     _mrc(tmp_path / "t.rec", np.zeros((3, 6, 5), np.float32))
     assert imageio.micrograph_shape(tmp_path / "t.rec") == (5, 6)
     png = tmp_path / "p.png"
