@@ -153,24 +153,47 @@ def write(picks, dest, image_size=None, images=None, diameter=None, class_id=Non
 
     codes = pd.Index(names).get_indexer(picks["micrograph"].astype(str))
     nx, ny = sizes[codes, 0], sizes[codes, 1]
+    cx, w = _visible(column(picks, "x"), d, nx)
+    cy, h = _visible(column(picks, "y"), d, ny)
+    keep = (w > 0) & (h > 0)
+    if not keep.all():
+        picks = picks[keep]
 
     def render(rows):
         i = rows.index.to_numpy()
         return _text.render(
             [
                 _text.Int(cls[i]),
-                _text.Fixed(column(rows, "x") / nx[i], 6, strip=False),
-                _text.Fixed(column(rows, "y") / ny[i], 6, strip=False),
-                _text.Fixed(d[i] / nx[i], 6, strip=False),
-                _text.Fixed(d[i] / ny[i], 6, strip=False),
+                _text.Fixed(cx[i] / nx[i], 6, strip=False),
+                _text.Fixed(cy[i] / ny[i], 6, strip=False),
+                _text.Fixed(w[i] / nx[i], 6, strip=False),
+                _text.Fixed(h[i] / ny[i], 6, strip=False),
             ],
             len(rows),
             sep=" ",
         )
 
     return write_per_micrograph(
-        picks, dest, ".txt", render, overwrite=overwrite, micrographs=micrographs
+        picks, dest, ".txt", render, overwrite=overwrite, micrographs=all_names
     )
+
+
+def _visible(centre: np.ndarray, side: np.ndarray, size: np.ndarray):
+    """Centre and side of each box along one axis, as YOLO labels need them.
+
+    A centre on the image keeps its full box, overhanging an edge or not (PartiNet's rule). A
+    centre off the image (a recentred edge pick; the catalog allows 5 % outside, see
+    ``harvest.validate``) cannot be written as such: YOLOv7-style loaders refuse the whole label
+    file when a value is < 0 or a centre > 1. Its box becomes the part on the image; side 0 when
+    none of it is (the caller drops those)."""
+    centre = np.asarray(centre, dtype=np.float64)
+    side = np.asarray(side, dtype=np.float64)
+    off = (centre < 0) | (centre > size)
+    if not off.any():
+        return centre, side
+    lo = np.clip(centre - side / 2, 0, size)
+    hi = np.clip(centre + side / 2, 0, size)
+    return np.where(off, (lo + hi) / 2, centre), np.where(off, hi - lo, side)
 
 
 def write_image_list(paths, dest, overwrite: bool = False) -> Path:

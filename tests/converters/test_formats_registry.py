@@ -284,3 +284,25 @@ def test_image_lists(tmp_path):
     assert c.read_text() == "image_name\trec_path\nTS_01\t/t/TS_01.rec\n"
     y = yolo.write_image_list([tmp_path / "images/train/a.png"], tmp_path / "train.txt")
     assert y.read_text() == f"{tmp_path}/images/train/a.png\n"
+
+
+def test_yolo_centres_off_the_image_become_the_visible_part_of_their_box(tmp_path):
+    # A recentred edge pick may lie up to 5 % outside its micrograph (harvest.validate).
+    # YOLOv7/PartiNet loaders refuse a whole label file with a value < 0 or a centre > 1,
+    # so such a box is cut to the part on the image; inside centres keep their full box.
+    picks = pd.DataFrame({"micrograph": "mic_0001", "x": [-4.0, 104.0, 50.0, -30.0],
+                          "y": [50.0, 50.0, 102.0, 50.0], "diameter": 20.0})
+    (f,) = registry.write_picks(picks, tmp_path / "labels", "yolo", image_size=(100, 100))
+    rows = [list(map(float, line.split())) for line in f.read_text().splitlines()]
+    assert len(rows) == 3  # the box of x = -30 (d 20) lies wholly off the image: dropped
+    values = np.array([r[1:] for r in rows])
+    assert (values >= 0).all() and (values <= 1).all()
+    # x -4, d 20: visible x in [0, 6] -> cx 0.03, w 0.06; height untouched
+    assert rows[0] == pytest.approx([0, 0.03, 0.5, 0.06, 0.2])
+    # x 104: visible [94, 100] -> cx 0.97, w 0.06
+    assert rows[1] == pytest.approx([0, 0.97, 0.5, 0.06, 0.2])
+    # y 102: visible [92, 100] -> cy 0.96, h 0.08
+    assert rows[2] == pytest.approx([0, 0.5, 0.96, 0.2, 0.08])
+    inside = pd.DataFrame({"micrograph": "mic_0001", "x": [5.0], "y": [95.0], "diameter": 20.0})
+    (g,) = registry.write_picks(inside, tmp_path / "in", "yolo", image_size=(100, 100))
+    assert g.read_text() == "0 0.050000 0.950000 0.200000 0.200000\n"  # PartiNet's own rule
