@@ -106,16 +106,6 @@ def _unpack(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v >> 32, (v & _M32).astype(np.uint32).view(np.int32).astype(np.int64)
 
 
-def _sql_hi(p: str) -> str:
-    return f"({p} >> 32)"
-
-
-def _sql_lo(p: str) -> str:
-    """Low 32 bits of a packed parameter, sign-extended (SQLite has no XOR; all bit
-    operators share one precedence level, hence the parentheses)."""
-    return f"(({p} & {_M32}) - ((({p} >> 31) & 1) << 32))"
-
-
 def factorize_micrographs(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """(code per particle, distinct micrograph paths) of a particles frame."""
     if not len(df):
@@ -153,11 +143,9 @@ def _categorical_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
 def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
                ps: ParticleSetRecord, mic_ids: dict[str, int], origin: str,
                factorized: tuple[np.ndarray, list[str]] | None = None) -> SetWriteResult:
-    """Insert one particle set and its particles (inside the caller's transaction).
-
-    Python objects are the cost of a bulk insert, so pairs of 32-bit values travel as one
-    64-bit parameter ((micrograph, row), (x, y), (dx, dy)) and SQLite splits them again.
-    """
+    """Insert one particle set and its particles (inside the caller's transaction): the rows
+    in (micrograph id, row) order at the end of ``particle_rows``, z in ``particle_z`` (3D
+    sets), one ``set_counts`` row per micrograph with its first row id."""
     df = ps.particles
     n = len(df)
     for col in ("micrograph", "x", "y", "raw_x", "raw_y"):
@@ -165,10 +153,6 @@ def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
             raise ValueError(
                 f"particle set {ps.name!r} from {ps.source_file}: column {col!r} missing"
             )
-    raw_x = df["raw_x"].to_numpy(np.float64)
-    raw_y = df["raw_y"].to_numpy(np.float64)
-    x = df["x"].to_numpy(np.float64)
-    y = df["y"].to_numpy(np.float64)
     score = (df["score"].to_numpy(np.float64) if "score" in df.columns else np.full(n, np.nan))
     scale = _score_scale(score)
     if n:
@@ -178,17 +162,30 @@ def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
     else:
         mic = np.zeros(0, np.int64)
     row = np.arange(n, dtype=np.int64)
-    xq, xn = _quantise(raw_x, COORD_SCALE)
-    yq, yn = _quantise(raw_y, COORD_SCALE)
-    cx, cxn = _quantise(x, COORD_SCALE)
-    cy, cyn = _quantise(y, COORD_SCALE)
+    if n > 1 and not bool((mic[1:] >= mic[:-1]).all()):
+        # not grouped by micrograph: sorted once, so that a micrograph is one id range
+        order = np.lexsort((row, mic))
+        mic = mic[order]
+        drow = order - row  # source row − position
+    else:
+        order = None
+        drow = np.zeros(n, np.int64)
+
+    def col(name: str) -> np.ndarray:
+        v = df[name].to_numpy(np.float64)
+        return v if order is None else v[order]
+
+    xq, xn = _quantise(col("raw_x"), COORD_SCALE)
+    yq, yn = _quantise(col("raw_y"), COORD_SCALE)
+    cx, cxn = _quantise(col("x"), COORD_SCALE)
+    cy, cyn = _quantise(col("y"), COORD_SCALE)
     dx, dy = cx - xq, cy - yq
     limits = [xq, yq, dx, dy]
     is_3d = bool(ps.is_3d) or ("z" in df.columns and "raw_z" in df.columns)
     has_z = is_3d and "raw_z" in df.columns and "z" in df.columns
     if has_z:
-        zq, zn = _quantise(df["raw_z"].to_numpy(np.float64), COORD_SCALE)
-        cz, czn = _quantise(df["z"].to_numpy(np.float64), COORD_SCALE)
+        zq, zn = _quantise(col("raw_z"), COORD_SCALE)
+        cz, czn = _quantise(col("z"), COORD_SCALE)
         limits += [zq, cz - zq]
     for arr in limits:
         if n and np.abs(arr).max() >= _COORD_LIMIT * 0.999:
@@ -198,52 +195,70 @@ def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
             )
     cls = (df["class_id"].fillna(-1).to_numpy(np.int64) if "class_id" in df.columns
            else np.full(n, -1, np.int64))
-    uid = df["uid"].to_numpy(np.int64) if "uid" in df.columns else row
+    uid = df["uid"].to_numpy(np.int64) if "uid" in df.columns else np.arange(n, dtype=np.int64)
+    if order is not None:
+        cls, uid = cls[order], uid[order]
     with np.errstate(over="ignore"):
-        duid = uid - row  # wraps in int64; decoded by adding row back
-    sq, sn = _quantise(score, scale)
-    # (name, values, null mask, SQL expressions for the table columns it fills)
-    params: list[tuple[str, np.ndarray, np.ndarray | None]] = [
-        ("mr", _pack(mic, row), None),
-        ("xy", _pack(xq, yq), xn | yn),
-        ("d", _pack(dx, dy), xn | yn | cxn | cyn),
-    ]
-    columns = ["micrograph_id", "row", "x", "y", "dx", "dy"]
-    if has_z:
-        params += [("z", zq, zn), ("dz", cz - zq, zn | czn)]
-        columns += ["z", "dz"]
+        duid = uid - (row + drow)  # wraps in int64; decoded by adding the source row back
+    sq, sn = _quantise(score if order is None else score[order], scale)
+    nxy, nd = xn | yn, xn | yn | cxn | cyn
+    # (column, values, null mask)
+    params = [("drow", drow, None), ("x", xq, nxy), ("y", yq, nxy), ("dx", dx, nd),
+              ("dy", dy, nd)]
     if not sn.all():
         params.append(("score", sq, sn))
-        columns.append("score")
-    params += [("class", cls, None), ("uid", duid, None)]
-    columns += ["class_id", "uid"]
+    params += [("class_id", cls, None), ("uid", duid, None)]
 
+    first = None
+    if n:
+        first = int(conn.execute("SELECT ifnull(max(id), 0) + 1 FROM particle_rows").fetchone()[0])
     cur = conn.execute(
         "INSERT INTO particle_sets (project_id, job_id, name, stage, class_id, count, box_size, "
         "image_pixel_size, voltage, cs, amp_contrast, is_3d, sparse, source_file, fingerprint, "
-        "score_scale, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "score_scale, origin, first_row) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (project_id, job_id, db_text(ps.name), ps.stage, ps.class_id, n, ps.box_size,
          *sql_values([ps.image_pixel_size, ps.voltage, ps.cs, ps.amp_contrast]),
          int(is_3d), int(bool(ps.sparse)), db_text(ps.source_file), db_text(ps.fingerprint), scale,
-         origin),
+         origin, first),
     )
     sid = int(cur.lastrowid)
     if not n:
         return SetWriteResult(sid, 0)
-    if n > 1 and bool((mic[1:] >= mic[:-1]).all()):
-        order = slice(None)  # already grouped by micrograph (the usual case): rows in key order
-    else:
-        order = np.lexsort((row, mic))
-    # A parameter with one value for the whole set (RELION: no shifts, uid = row, one class)
-    # goes into the SQL text as a literal instead of one Python int per row.
-    # (Never the key "mr": one row per bound parameter set.)
+    _insert_rows(conn, "particle_rows", params)
+    last = conn.execute("SELECT max(id) FROM particle_rows").fetchone()[0]
+    if last != first + n - 1:  # ids are SQLite's (max + 1 each), so this cannot happen
+        raise RuntimeError(f"particle rows of set {sid} got ids up to {last}, "
+                           f"expected {first + n - 1}")
+    if has_z:
+        keep = ~zn  # a row without z has no particle_z row (reads as NULL)
+        ids = first + np.flatnonzero(keep)
+        _insert_rows(conn, "particle_z", [("id", ids, None), ("z", zq[keep], zn[keep]),
+                                          ("dz", (cz - zq)[keep], (zn | czn)[keep])])
+    mids, starts, counts = np.unique(mic, return_index=True, return_counts=True)
+    conn.executemany(
+        f"INSERT INTO set_counts (set_id, micrograph_id, count, first_row) VALUES ({sid}, ?, ?, ?)",
+        np.stack([mids, counts, first + starts], axis=1).tolist(),
+    )
+    return SetWriteResult(sid, n)
+
+
+def _insert_rows(conn: sqlite3.Connection, table: str,
+                 params: list[tuple[str, np.ndarray, np.ndarray | None]]) -> None:
+    """``executemany`` of multi-row INSERTs of columns given as arrays (with null masks). A
+    column with one value throughout goes into the SQL text as a literal; the others are
+    bound, one statement's parameters made only when sqlite3 asks for them."""
     literal: dict[int, int] = {}
-    for j, (name, v, m) in enumerate(params):
-        if name != "mr" and (m is None or not m.any()) and v[0] != _NULL and bool((v == v[0]).all()):
+    for j, (_, v, m) in enumerate(params):
+        if (m is None or not m.any()) and len(v) and bool((v == v[0]).all()):
             literal[j] = int(v[0])
     bound = [j for j in range(len(params)) if j not in literal]
-    data = np.stack([params[j][1][order] for j in bound], axis=1)
-    masks = {i: params[j][2][order] for i, j in enumerate(bound)
+    n = len(params[0][1])
+    if bound:
+        data = np.stack([params[j][1] for j in bound], axis=1)
+    else:
+        data = np.zeros((n, 0), np.int64)
+    masks = {i: params[j][2] for i, j in enumerate(bound)
              if params[j][2] is not None and params[j][2].any()}
     if masks:
         # Rare: some values missing. Python objects with None where a value is missing.
@@ -253,49 +268,126 @@ def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
     width = len(bound)
 
     def row_sql(base: int) -> str:
-        exprs = [str(sid)]
-        pos = base
-        for j, (name, _, _) in enumerate(params):
+        exprs, pos = [], base
+        for j in range(len(params)):
             if j in literal:
-                p = str(literal[j])
+                exprs.append(str(literal[j]))
             else:
                 pos += 1
-                p = f"?{pos}"
-            if name in ("mr", "xy", "d"):
-                exprs += [_sql_hi(p), _sql_lo(p) if name != "mr" else f"({p} & {_M32})"]
-            else:
-                exprs.append(p)
+                exprs.append(f"?{pos}")
         return "(" + ", ".join(exprs) + ")"
 
-    head = f"INSERT INTO particles (set_id, {', '.join(columns)}) VALUES "
+    head = f"INSERT INTO {table} ({', '.join(p[0] for p in params)}) VALUES "
+    if not width:  # every column constant: one statement per row would still be needed
+        conn.executemany(head + row_sql(0), [()] * n)
+        return
     k = _ROWS_PER_STATEMENT
     full = (n // k) * k
     if full:
-        # One statement's parameters become Python ints only when sqlite3 asks for them:
-        # the ints of a statement are freed before the next is made (no 10^7 live objects).
         conn.executemany(head + ", ".join(row_sql(i * width) for i in range(k)),
                          map(np.ndarray.tolist, data[:full].reshape(-1, k * width)))
     if full < n:
         conn.executemany(head + row_sql(0), data[full:].tolist())
-    mids, counts = np.unique(mic, return_counts=True)
-    conn.executemany(
-        f"INSERT INTO set_counts (set_id, micrograph_id, count) VALUES ({sid}, ?, ?)",
-        np.stack([mids, counts], axis=1).tolist(),
-    )
-    return SetWriteResult(sid, n)
+
+
+def _legacy(conn: sqlite3.Connection) -> bool:
+    """Whether this catalog still keeps particles in the schema-2 ``particles`` table (a
+    read-only reader of a catalog that migration 3 has not reached yet)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                        "name = 'particle_rows'").fetchone() is None
 
 
 def read_set(conn: sqlite3.Connection, set_id: int, score_scale: float,
              micrograph_id: int | None = None) -> pd.DataFrame:
-    """One set's particles (optionally of one micrograph), decoded to float pixels. Pairs are
-    packed into one 64-bit value in SQL and NULLs replaced by a sentinel, so that the rows
-    become one int64 array in C."""
+    """One set's particles (optionally of one micrograph), decoded to float pixels, ordered by
+    micrograph id, then source row. Pairs are packed into one 64-bit value in SQL and NULLs
+    replaced by a sentinel, so that the rows become one int64 array in C; micrograph ids and
+    positions come from ``set_counts`` (one id range per micrograph)."""
+    if _legacy(conn):
+        return _read_set_v2(conn, set_id, score_scale, micrograph_id)
+    head = conn.execute("SELECT is_3d, first_row FROM particle_sets WHERE id = ?",
+                        (set_id,)).fetchone()
+    is_3d = bool(head and head[0])
+    where, params = "set_id = ?", [set_id]
+    if micrograph_id is not None:
+        where, params = "set_id = ? AND micrograph_id = ?", [set_id, micrograph_id]
+    runs = np.array(conn.execute(
+        f"SELECT micrograph_id, first_row, count FROM set_counts WHERE {where} ORDER BY first_row",
+        params).fetchall(), dtype=np.int64).reshape(-1, 3)
+    n = int(runs[:, 2].sum())
+    # 2D sets skip z/dz: fewer Python objects per row (their absence reads as NaN below)
+    zcols = f", ifnull(z.z, {_NULL}), ifnull(z.dz, 0)" if is_3d else ""
+    zjoin = " LEFT JOIN particle_z z ON z.id = p.id" if is_3d else ""
+    blocks = []
+    spans = _ranges(runs)
+    for lo, hi in spans:
+        blocks.append(conn.execute(
+            f"SELECT p.drow, ifnull((p.x << 32) | (p.y & {_M32}), {_NULL}), "
+            f"ifnull((p.dx << 32) | (p.dy & {_M32}), {_NULL}), "
+            f"ifnull(p.score, {_NULL}), ifnull(p.class_id, -1), ifnull(p.uid, 0){zcols} "
+            f"FROM particle_rows p{zjoin} WHERE p.id BETWEEN ? AND ? ORDER BY p.id",
+            (lo, hi)).fetchall())
+    rows = blocks[0] if len(blocks) == 1 else [r for b in blocks for r in b]
+    if len(rows) != n:
+        raise ValueError(f"particle set {set_id}: {len(rows)} rows stored where set_counts "
+                         f"says {n}; the catalog is damaged (re-crawl into a new catalog)")
+    a = np.array(rows, dtype=np.int64).reshape(n, 8 if is_3d else 6)
+    if not is_3d:  # same column positions as a 3D read
+        a = np.concatenate([a, np.tile([[_NULL, 0]], (n, 1))], axis=1)
+    mic = np.repeat(runs[:, 0], runs[:, 2])
+    set_first = int(head[1]) if head and head[1] is not None else 0
+    ids = np.concatenate([np.arange(lo, hi + 1, dtype=np.int64) for lo, hi in spans])
+    row = ids - set_first + a[:, 0]  # position in the set + (source row − position)
+    null_xy = a[:, 1] == _NULL
+    xq, yq = _unpack(a[:, 1])
+    dxq, dyq = _unpack(np.where(a[:, 2] == _NULL, 0, a[:, 2]))
+    null_d = null_xy | (a[:, 2] == _NULL)
+    return _frame(set_id, mic, row, xq, yq, dxq, dyq, null_xy, null_d, a[:, 6], a[:, 7],
+                  a[:, 3], a[:, 4], a[:, 5], score_scale)
+
+
+def _ranges(runs: np.ndarray) -> list[tuple[int, int]]:
+    """(first id, last id) of the contiguous id ranges that ``runs`` (micrograph, first, count,
+    ordered by first) cover: one range for a whole set."""
+    out: list[tuple[int, int]] = []
+    for first, count in runs[:, 1:].tolist():
+        if not count:
+            continue
+        if out and out[-1][1] + 1 == first:
+            out[-1] = (out[-1][0], first + count - 1)
+        else:
+            out.append((first, first + count - 1))
+    return out or [(0, -1)]
+
+
+def _frame(set_id, mic, row, xq, yq, dxq, dyq, null_xy, null_d, zq, dzq, score_q, cls, duid,
+           score_scale) -> pd.DataFrame:
+    n = len(mic)
+    raw_x = np.where(null_xy, np.nan, xq / COORD_SCALE)
+    raw_y = np.where(null_xy, np.nan, yq / COORD_SCALE)
+    x = np.where(null_d, np.nan, (xq + dxq) / COORD_SCALE)
+    y = np.where(null_d, np.nan, (yq + dyq) / COORD_SCALE)
+    null_z = zq == _NULL
+    raw_z = np.where(null_z, np.nan, zq / COORD_SCALE)
+    z = np.where(null_z, np.nan, (zq + dzq) / COORD_SCALE)
+    score = np.where(score_q == _NULL, np.nan, score_q / score_scale)
+    with np.errstate(over="ignore"):
+        uid = duid + row
+    return pd.DataFrame({
+        "set_id": np.full(n, set_id, np.int64), "micrograph_id": mic, "x": x, "y": y,
+        "raw_x": raw_x, "raw_y": raw_y, "z": z, "raw_z": raw_z, "score": score,
+        "class_id": cls, "uid": uid,
+    })
+
+
+def _read_set_v2(conn: sqlite3.Connection, set_id: int, score_scale: float,
+                 micrograph_id: int | None = None) -> pd.DataFrame:
+    """:func:`read_set` of a schema-2 catalog (``particles`` keyed (set, micrograph, row))."""
     where, params = "set_id = ?", [set_id]
     if micrograph_id is not None:
         where, params = "set_id = ? AND micrograph_id = ?", [set_id, micrograph_id]
     is_3d = conn.execute("SELECT is_3d FROM particle_sets WHERE id = ?", (set_id,)).fetchone()
     is_3d = bool(is_3d and is_3d[0])
-    # 2D sets skip z/dz: fewer Python objects per row (their absence reads as NaN below)
     zcols = f"ifnull(z, {_NULL}), ifnull(dz, 0), " if is_3d else ""
     rows = conn.execute(
         f"SELECT (micrograph_id << 32) | row, "
@@ -309,22 +401,9 @@ def read_set(conn: sqlite3.Connection, set_id: int, score_scale: float,
     a = np.array(rows, dtype=np.int64).reshape(n, 8 if is_3d else 6)
     if not is_3d:  # same column positions as a 3D read
         a = np.insert(a, 3, [[_NULL], [0]], axis=1) if n else np.zeros((0, 8), np.int64)
-    mic, row = a[:, 0] >> 32, a[:, 0] & _M32
     null_xy = a[:, 1] == _NULL
     xq, yq = _unpack(a[:, 1])
     dxq, dyq = _unpack(np.where(a[:, 2] == _NULL, 0, a[:, 2]))
-    raw_x = np.where(null_xy, np.nan, xq / COORD_SCALE)
-    raw_y = np.where(null_xy, np.nan, yq / COORD_SCALE)
-    x = np.where(null_xy | (a[:, 2] == _NULL), np.nan, (xq + dxq) / COORD_SCALE)
-    y = np.where(null_xy | (a[:, 2] == _NULL), np.nan, (yq + dyq) / COORD_SCALE)
-    null_z = a[:, 3] == _NULL
-    raw_z = np.where(null_z, np.nan, a[:, 3] / COORD_SCALE)
-    z = np.where(null_z, np.nan, (a[:, 3] + a[:, 4]) / COORD_SCALE)
-    score = np.where(a[:, 5] == _NULL, np.nan, a[:, 5] / score_scale)
-    with np.errstate(over="ignore"):
-        uid = a[:, 7] + row
-    return pd.DataFrame({
-        "set_id": np.full(n, set_id, np.int64), "micrograph_id": mic, "x": x, "y": y,
-        "raw_x": raw_x, "raw_y": raw_y, "z": z, "raw_z": raw_z, "score": score,
-        "class_id": a[:, 6], "uid": uid,
-    })
+    return _frame(set_id, a[:, 0] >> 32, a[:, 0] & _M32, xq, yq, dxq, dyq, null_xy,
+                  null_xy | (a[:, 2] == _NULL), a[:, 3], a[:, 4], a[:, 5], a[:, 6], a[:, 7],
+                  score_scale)
