@@ -1,48 +1,60 @@
-"""The particle codec: how a particle set's rows are stored in ``particles`` and read back.
+"""The particle codec: how a particle set's rows are stored and read back.
 
 Coordinates that callers see are float pixels of the referenced micrograph (DESIGN.md frame:
 x = column, y = row, origin at the first stored pixel, no flip). How particles are stored is
 private to this module (:func:`insert_set` writes a set, :func:`read_set` reads one back):
 
-Particle storage (why it is this narrow)
-    ``particles`` is a ``WITHOUT ROWID`` table keyed ``(set_id, micrograph_id, row)``. The key is
-    both indexes the catalog needs: all particles of a set are one contiguous key range, and the
-    particles of one micrograph in a set are a sub-range; "all particles of micrograph M" is
-    ``set_id IN (sets of M's project) AND micrograph_id = M``, again key seeks. A separate index
-    on micrograph_id would cost ~20 bytes a row for a query that never spans projects.
-    Rows go in sorted by key, so B-tree pages fill completely.
+Particle storage (schema 3; why it is this narrow)
+    ``particle_rows`` is a rowid table: ``id INTEGER PRIMARY KEY, drow, x, y, dx, dy, score,
+    class_id, uid``. A set's rows are one id range, appended after every existing row, in
+    (micrograph id, source row) order, so each micrograph of a set is a sub-range:
+    ``particle_sets.first_row`` and ``set_counts.first_row`` (with their counts) say where.
+    Neither set nor micrograph is repeated in a row, and a read is a rowid range seek ("all
+    particles of micrograph M": one range per set of M's project, from ``set_counts``).
+    Appending in id order fills B-tree pages completely (SQLite's append path), so a catalog is
+    as small as written as after a VACUUM (schema 2's ``WITHOUT ROWID`` table keyed (set,
+    micrograph, row) was ~13 % larger until VACUUMed, and ~60 % slower to insert).
 
-    * ``x, y, z`` are the *raw* (as picked) coordinates as integers in 1/1000 px
+    * ``x, y`` are the *raw* (as picked) coordinates as integers in 1/1000 px
       (:data:`COORD_SCALE`): max quantisation error 0.0005 px; SQLite stores them in 3 bytes up
       to 8388 px and 4 bytes up to 2.1 million px (a float would take 8).
-    * ``dx, dy, dz`` are the recentring (best centre − raw) in the same 1/1000 px units, rounded
+    * ``dx, dy`` are the recentring (best centre − raw) in the same 1/1000 px units, rounded
       from the float centre, so the recentred centre is also within 0.0005 px. Where a job did
       not refine shifts they are 0, which SQLite stores in zero bytes.
+    * ``drow`` is the source row minus the position in the set: 0 (zero bytes) for a file
+      grouped by micrograph, as CryoSPARC and RELION write them.
     * ``score`` is an integer ``round(score × score_scale)``; ``score_scale`` is per particle set
       (1e4 unless |score| ≥ 1e11, then smaller so the value fits 2^53): error ≤ 0.5/score_scale
       (5e-5 for pick scores). NULL where the score is NaN; a set without scores stores NULL.
-    * ``uid`` stores ``uid − row`` (wrapping int64): RELION's uid *is* the row number, so it costs
-      zero bytes; CryoSPARC's random uint64 uids (kept as their int64 view) cost 8.
+    * ``uid`` stores ``uid − source row`` (wrapping int64): RELION's uid *is* the row number, so
+      it costs zero bytes; CryoSPARC's random uint64 uids (kept as their int64 view) cost 8.
     * ``class_id`` as is (−1 = none, 1 byte).
+    * 3D sets keep ``z, dz`` (same units) in ``particle_z`` (id = the particle's id), only for
+      rows that have a z, so 2D rows carry no empty z columns.
 
-    Measured (``benchmarks/bench_harvest_size.py``, 1M rows each, after VACUUM, key and page
-    overhead included): 43 bytes per CryoSPARC refined particle (random uid, shifts, score,
-    class), 31 per RELION pick, 32 per 3D tomogram pick; the budget is 60.
+    The ``particles`` view (:data:`harvest.catalog.schema.PARTICLES_VIEW`) shows the schema-2
+    columns (set_id, micrograph_id, row, …, z, dz) for SQL written against them.
+
+    Measured (``benchmarks/bench_harvest_size.py`` and ``bench_harvest_ingest.py``, 1M rows,
+    key and page overhead included; ``benchmarks/results/harvest.md``): 37–39 bytes per
+    CryoSPARC refined particle (random 64-bit uid, shifts, score, class) as written, the same
+    after VACUUM; the budget is 40.
 
     ``set_counts`` caches particles per (set, micrograph) so stage counts never scan particles.
 
 Bulk rows go in with the connection's ``executemany`` of multi-row ``INSERT … VALUES`` (256 rows
-a statement) built from one int64 array per set, inside the project's transaction. Python objects
-are what a bulk insert costs, so pairs of 32-bit values travel packed in one 64-bit parameter
-((micrograph, row), (x, y), (dx, dy)) and SQL splits them; reads pack them the same way so a
-whole set becomes one int64 array. Coordinates are therefore limited to ±2.1 million px (a set
-beyond that is refused with a ValueError naming it). Each statement's parameters become Python
-ints only when sqlite3 asks for them (a generator over the array's rows), so a set never holds
-10^7 ints at once; a parameter with one value for the whole set (no shifts, uid = row, one
-class) is written into the SQL text instead of bound per row. A ``micrograph`` column may be a
-pandas Categorical (its codes are used, no string per row); new micrographs go in with one
-``executemany`` and explicit ids (max + 1 in order, as SQLite would assign them; see
-:mod:`harvest.catalog.writer`). Measurements behind these choices: ``benchmarks/results/harvest.md``, section 1.
+a statement) built from one int64 array per set, inside the project's transaction; SQLite gives
+the ids (max + 1 each: the range starting at the max id + 1 read before, checked after). Each
+statement's parameters become Python ints only when sqlite3 asks for them (a generator over the
+array's rows), so a set never holds 10^7 ints at once; a column with one value for the whole set
+(no shifts, uid = row, one class, rows in order) is written into the SQL text instead of bound
+per row. Reads pack pairs ((x, y), (dx, dy)) into one 64-bit value in SQL so a whole set
+becomes one int64 array; coordinates are therefore limited to ±2.1 million px (a set beyond that
+is refused with a ValueError naming it). A ``micrograph`` column may be a pandas Categorical
+(its codes are used, no string per row; both parsers hand one over); new micrographs go in with
+one ``executemany`` and explicit ids (max + 1 in order, as SQLite would assign them; see
+:mod:`harvest.catalog.writer`). Measurements behind these choices:
+``benchmarks/results/harvest.md``, sections 1 and 4.
 """
 
 from __future__ import annotations
