@@ -53,7 +53,7 @@ def frames(n: int, rng: np.random.Generator) -> dict[str, tuple[pd.DataFrame, bo
 
 
 def measure(tmp: Path, df: pd.DataFrame, is_3d: bool, sets: int = 1
-            ) -> tuple[float, float, float]:
+            ) -> tuple[float, float, float, float]:
     from harvest.catalog import Catalog
     from harvest.records import JobRecord, JobScan, ParticleSetRecord, ProjectScan
 
@@ -75,19 +75,21 @@ def measure(tmp: Path, df: pd.DataFrame, is_3d: bool, sets: int = 1
                 elapsed += time.perf_counter() - t0
             cat.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             written = os.path.getsize(db)
+            c0 = time.process_time()
             cat.vacuum()
-        return elapsed, written, os.path.getsize(db)
+            vacuum_cpu = time.process_time() - c0
+        return elapsed, written, os.path.getsize(db), vacuum_cpu
 
     empty_db, full_db = tmp / "empty.db", tmp / "full.db"
-    _, empty_written, empty_size = write(empty_db, df.iloc[:0])
-    seconds, written, size = write(full_db, df)
+    _, empty_written, empty_size, _ = write(empty_db, df.iloc[:0])
+    seconds, written, size, vacuum_cpu = write(full_db, df)
     per_row = (size - empty_size) / len(df)
     per_row_written = (written - empty_written) / len(df)
     for p in (empty_db, full_db):
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(str(p) + suffix):
                 os.remove(str(p) + suffix)
-    return per_row_written, per_row, seconds
+    return per_row_written, per_row, seconds, vacuum_cpu
 
 
 def main() -> None:
@@ -98,14 +100,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     print(f"load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'particle set':24s} {'rows':>10s} {'sets':>5s} {'B/row written':>13s} "
-          f"{'B/row VACUUM':>12s} {'write s':>8s}")
+          f"{'B/row VACUUM':>12s} {'write s':>8s} {'VACUUM cpu s':>12s}")
     worst = 0.0
     with tempfile.TemporaryDirectory(prefix="bench_size_") as t:
         for label, (df, is_3d) in frames(args.rows, rng).items():
-            written, per_row, seconds = measure(Path(t), df, is_3d, args.sets)
+            written, per_row, seconds, vacuum_cpu = measure(Path(t), df, is_3d, args.sets)
             worst = max(worst, written, per_row)
             print(f"{label:24s} {len(df):10,d} {args.sets:5d} {written:13.1f} {per_row:12.1f} "
-                  f"{seconds:8.2f}")
+                  f"{seconds:8.2f} {vacuum_cpu:12.2f}")
     print(f"largest: {worst:.1f} bytes per particle row; target <= 40: "
           f"{'met' if worst <= 40 else 'NOT met'}")
 
