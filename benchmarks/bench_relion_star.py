@@ -119,6 +119,7 @@ else:
     rows = len(pset.particles)
     t_build = time.perf_counter() - t0
     extra["build_s"] = t_build
+    extra["build_cpu_s"] = time.process_time() - c0
     try:
         from harvest.catalog import Catalog
     except ImportError:

@@ -1,48 +1,60 @@
-"""The particle codec: how a particle set's rows are stored in ``particles`` and read back.
+"""The particle codec: how a particle set's rows are stored and read back.
 
 Coordinates that callers see are float pixels of the referenced micrograph (DESIGN.md frame:
 x = column, y = row, origin at the first stored pixel, no flip). How particles are stored is
 private to this module (:func:`insert_set` writes a set, :func:`read_set` reads one back):
 
-Particle storage (why it is this narrow)
-    ``particles`` is a ``WITHOUT ROWID`` table keyed ``(set_id, micrograph_id, row)``. The key is
-    both indexes the catalog needs: all particles of a set are one contiguous key range, and the
-    particles of one micrograph in a set are a sub-range; "all particles of micrograph M" is
-    ``set_id IN (sets of M's project) AND micrograph_id = M``, again key seeks. A separate index
-    on micrograph_id would cost ~20 bytes a row for a query that never spans projects.
-    Rows go in sorted by key, so B-tree pages fill completely.
+Particle storage (schema 3; why it is this narrow)
+    ``particle_rows`` is a rowid table: ``id INTEGER PRIMARY KEY, drow, x, y, dx, dy, score,
+    class_id, uid``. A set's rows are one id range, appended after every existing row, in
+    (micrograph id, source row) order, so each micrograph of a set is a sub-range:
+    ``particle_sets.first_row`` and ``set_counts.first_row`` (with their counts) say where.
+    Neither set nor micrograph is repeated in a row, and a read is a rowid range seek ("all
+    particles of micrograph M": one range per set of M's project, from ``set_counts``).
+    Appending in id order fills B-tree pages completely (SQLite's append path), so a catalog is
+    as small as written as after a VACUUM (schema 2's ``WITHOUT ROWID`` table keyed (set,
+    micrograph, row) was ~13 % larger until VACUUMed, and ~60 % slower to insert).
 
-    * ``x, y, z`` are the *raw* (as picked) coordinates as integers in 1/1000 px
+    * ``x, y`` are the *raw* (as picked) coordinates as integers in 1/1000 px
       (:data:`COORD_SCALE`): max quantisation error 0.0005 px; SQLite stores them in 3 bytes up
       to 8388 px and 4 bytes up to 2.1 million px (a float would take 8).
-    * ``dx, dy, dz`` are the recentring (best centre − raw) in the same 1/1000 px units, rounded
+    * ``dx, dy`` are the recentring (best centre − raw) in the same 1/1000 px units, rounded
       from the float centre, so the recentred centre is also within 0.0005 px. Where a job did
       not refine shifts they are 0, which SQLite stores in zero bytes.
+    * ``drow`` is the source row minus the position in the set: 0 (zero bytes) for a file
+      grouped by micrograph, as CryoSPARC and RELION write them.
     * ``score`` is an integer ``round(score × score_scale)``; ``score_scale`` is per particle set
       (1e4 unless |score| ≥ 1e11, then smaller so the value fits 2^53): error ≤ 0.5/score_scale
       (5e-5 for pick scores). NULL where the score is NaN; a set without scores stores NULL.
-    * ``uid`` stores ``uid − row`` (wrapping int64): RELION's uid *is* the row number, so it costs
-      zero bytes; CryoSPARC's random uint64 uids (kept as their int64 view) cost 8.
+    * ``uid`` stores ``uid − source row`` (wrapping int64): RELION's uid *is* the row number, so
+      it costs zero bytes; CryoSPARC's random uint64 uids (kept as their int64 view) cost 8.
     * ``class_id`` as is (−1 = none, 1 byte).
+    * 3D sets keep ``z, dz`` (same units) in ``particle_z`` (id = the particle's id), only for
+      rows that have a z, so 2D rows carry no empty z columns.
 
-    Measured (``benchmarks/bench_harvest_size.py``, 1M rows each, after VACUUM, key and page
-    overhead included): 43 bytes per CryoSPARC refined particle (random uid, shifts, score,
-    class), 31 per RELION pick, 32 per 3D tomogram pick; the budget is 60.
+    The ``particles`` view (:data:`harvest.catalog.schema.PARTICLES_VIEW`) shows the schema-2
+    columns (set_id, micrograph_id, row, …, z, dz) for SQL written against them.
+
+    Measured (``benchmarks/bench_harvest_size.py`` and ``bench_harvest_ingest.py``, 1M rows,
+    key and page overhead included; ``benchmarks/results/harvest.md``): 37–39 bytes per
+    CryoSPARC refined particle (random 64-bit uid, shifts, score, class) as written, the same
+    after VACUUM; the budget is 40.
 
     ``set_counts`` caches particles per (set, micrograph) so stage counts never scan particles.
 
 Bulk rows go in with the connection's ``executemany`` of multi-row ``INSERT … VALUES`` (256 rows
-a statement) built from one int64 array per set, inside the project's transaction. Python objects
-are what a bulk insert costs, so pairs of 32-bit values travel packed in one 64-bit parameter
-((micrograph, row), (x, y), (dx, dy)) and SQL splits them; reads pack them the same way so a
-whole set becomes one int64 array. Coordinates are therefore limited to ±2.1 million px (a set
-beyond that is refused with a ValueError naming it). Each statement's parameters become Python
-ints only when sqlite3 asks for them (a generator over the array's rows), so a set never holds
-10^7 ints at once; a parameter with one value for the whole set (no shifts, uid = row, one
-class) is written into the SQL text instead of bound per row. A ``micrograph`` column may be a
-pandas Categorical (its codes are used, no string per row); new micrographs go in with one
-``executemany`` and explicit ids (max + 1 in order, as SQLite would assign them; see
-:mod:`harvest.catalog.writer`). Measurements behind these choices: ``benchmarks/results/harvest.md``, section 1.
+a statement) built from one int64 array per set, inside the project's transaction; SQLite gives
+the ids (max + 1 each: the range starting at the max id + 1 read before, checked after). Each
+statement's parameters become Python ints only when sqlite3 asks for them (a generator over the
+array's rows), so a set never holds 10^7 ints at once; a column with one value for the whole set
+(no shifts, uid = row, one class, rows in order) is written into the SQL text instead of bound
+per row. Reads pack pairs ((x, y), (dx, dy)) into one 64-bit value in SQL so a whole set
+becomes one int64 array; coordinates are therefore limited to ±2.1 million px (a set beyond that
+is refused with a ValueError naming it). A ``micrograph`` column may be a pandas Categorical
+(its codes are used, no string per row; both parsers hand one over); new micrographs go in with
+one ``executemany`` and explicit ids (max + 1 in order, as SQLite would assign them; see
+:mod:`harvest.catalog.writer`). Measurements behind these choices:
+``benchmarks/results/harvest.md``, sections 1 and 4.
 """
 
 from __future__ import annotations
@@ -106,16 +118,6 @@ def _unpack(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v >> 32, (v & _M32).astype(np.uint32).view(np.int32).astype(np.int64)
 
 
-def _sql_hi(p: str) -> str:
-    return f"({p} >> 32)"
-
-
-def _sql_lo(p: str) -> str:
-    """Low 32 bits of a packed parameter, sign-extended (SQLite has no XOR; all bit
-    operators share one precedence level, hence the parentheses)."""
-    return f"(({p} & {_M32}) - ((({p} >> 31) & 1) << 32))"
-
-
 def factorize_micrographs(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """(code per particle, distinct micrograph paths) of a particles frame."""
     if not len(df):
@@ -153,11 +155,9 @@ def _categorical_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
 def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
                ps: ParticleSetRecord, mic_ids: dict[str, int], origin: str,
                factorized: tuple[np.ndarray, list[str]] | None = None) -> SetWriteResult:
-    """Insert one particle set and its particles (inside the caller's transaction).
-
-    Python objects are the cost of a bulk insert, so pairs of 32-bit values travel as one
-    64-bit parameter ((micrograph, row), (x, y), (dx, dy)) and SQLite splits them again.
-    """
+    """Insert one particle set and its particles (inside the caller's transaction): the rows
+    in (micrograph id, row) order at the end of ``particle_rows``, z in ``particle_z`` (3D
+    sets), one ``set_counts`` row per micrograph with its first row id."""
     df = ps.particles
     n = len(df)
     for col in ("micrograph", "x", "y", "raw_x", "raw_y"):
@@ -165,10 +165,6 @@ def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
             raise ValueError(
                 f"particle set {ps.name!r} from {ps.source_file}: column {col!r} missing"
             )
-    raw_x = df["raw_x"].to_numpy(np.float64)
-    raw_y = df["raw_y"].to_numpy(np.float64)
-    x = df["x"].to_numpy(np.float64)
-    y = df["y"].to_numpy(np.float64)
     score = (df["score"].to_numpy(np.float64) if "score" in df.columns else np.full(n, np.nan))
     scale = _score_scale(score)
     if n:
@@ -178,17 +174,30 @@ def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
     else:
         mic = np.zeros(0, np.int64)
     row = np.arange(n, dtype=np.int64)
-    xq, xn = _quantise(raw_x, COORD_SCALE)
-    yq, yn = _quantise(raw_y, COORD_SCALE)
-    cx, cxn = _quantise(x, COORD_SCALE)
-    cy, cyn = _quantise(y, COORD_SCALE)
+    if n > 1 and not bool((mic[1:] >= mic[:-1]).all()):
+        # not grouped by micrograph: sorted once, so that a micrograph is one id range
+        order = np.lexsort((row, mic))
+        mic = mic[order]
+        drow = order - row  # source row − position
+    else:
+        order = None
+        drow = np.zeros(n, np.int64)
+
+    def col(name: str) -> np.ndarray:
+        v = df[name].to_numpy(np.float64)
+        return v if order is None else v[order]
+
+    xq, xn = _quantise(col("raw_x"), COORD_SCALE)
+    yq, yn = _quantise(col("raw_y"), COORD_SCALE)
+    cx, cxn = _quantise(col("x"), COORD_SCALE)
+    cy, cyn = _quantise(col("y"), COORD_SCALE)
     dx, dy = cx - xq, cy - yq
     limits = [xq, yq, dx, dy]
     is_3d = bool(ps.is_3d) or ("z" in df.columns and "raw_z" in df.columns)
     has_z = is_3d and "raw_z" in df.columns and "z" in df.columns
     if has_z:
-        zq, zn = _quantise(df["raw_z"].to_numpy(np.float64), COORD_SCALE)
-        cz, czn = _quantise(df["z"].to_numpy(np.float64), COORD_SCALE)
+        zq, zn = _quantise(col("raw_z"), COORD_SCALE)
+        cz, czn = _quantise(col("z"), COORD_SCALE)
         limits += [zq, cz - zq]
     for arr in limits:
         if n and np.abs(arr).max() >= _COORD_LIMIT * 0.999:
@@ -198,52 +207,70 @@ def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
             )
     cls = (df["class_id"].fillna(-1).to_numpy(np.int64) if "class_id" in df.columns
            else np.full(n, -1, np.int64))
-    uid = df["uid"].to_numpy(np.int64) if "uid" in df.columns else row
+    uid = df["uid"].to_numpy(np.int64) if "uid" in df.columns else np.arange(n, dtype=np.int64)
+    if order is not None:
+        cls, uid = cls[order], uid[order]
     with np.errstate(over="ignore"):
-        duid = uid - row  # wraps in int64; decoded by adding row back
-    sq, sn = _quantise(score, scale)
-    # (name, values, null mask, SQL expressions for the table columns it fills)
-    params: list[tuple[str, np.ndarray, np.ndarray | None]] = [
-        ("mr", _pack(mic, row), None),
-        ("xy", _pack(xq, yq), xn | yn),
-        ("d", _pack(dx, dy), xn | yn | cxn | cyn),
-    ]
-    columns = ["micrograph_id", "row", "x", "y", "dx", "dy"]
-    if has_z:
-        params += [("z", zq, zn), ("dz", cz - zq, zn | czn)]
-        columns += ["z", "dz"]
+        duid = uid - (row + drow)  # wraps in int64; decoded by adding the source row back
+    sq, sn = _quantise(score if order is None else score[order], scale)
+    nxy, nd = xn | yn, xn | yn | cxn | cyn
+    # (column, values, null mask)
+    params = [("drow", drow, None), ("x", xq, nxy), ("y", yq, nxy), ("dx", dx, nd),
+              ("dy", dy, nd)]
     if not sn.all():
         params.append(("score", sq, sn))
-        columns.append("score")
-    params += [("class", cls, None), ("uid", duid, None)]
-    columns += ["class_id", "uid"]
+    params += [("class_id", cls, None), ("uid", duid, None)]
 
+    first = None
+    if n:
+        first = int(conn.execute("SELECT ifnull(max(id), 0) + 1 FROM particle_rows").fetchone()[0])
     cur = conn.execute(
         "INSERT INTO particle_sets (project_id, job_id, name, stage, class_id, count, box_size, "
         "image_pixel_size, voltage, cs, amp_contrast, is_3d, sparse, source_file, fingerprint, "
-        "score_scale, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "score_scale, origin, first_row) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (project_id, job_id, db_text(ps.name), ps.stage, ps.class_id, n, ps.box_size,
          *sql_values([ps.image_pixel_size, ps.voltage, ps.cs, ps.amp_contrast]),
          int(is_3d), int(bool(ps.sparse)), db_text(ps.source_file), db_text(ps.fingerprint), scale,
-         origin),
+         origin, first),
     )
     sid = int(cur.lastrowid)
     if not n:
         return SetWriteResult(sid, 0)
-    if n > 1 and bool((mic[1:] >= mic[:-1]).all()):
-        order = slice(None)  # already grouped by micrograph (the usual case): rows in key order
-    else:
-        order = np.lexsort((row, mic))
-    # A parameter with one value for the whole set (RELION: no shifts, uid = row, one class)
-    # goes into the SQL text as a literal instead of one Python int per row.
-    # (Never the key "mr": one row per bound parameter set.)
+    _insert_rows(conn, "particle_rows", params)
+    last = conn.execute("SELECT max(id) FROM particle_rows").fetchone()[0]
+    if last != first + n - 1:  # ids are SQLite's (max + 1 each), so this cannot happen
+        raise RuntimeError(f"particle rows of set {sid} got ids up to {last}, "
+                           f"expected {first + n - 1}")
+    if has_z:
+        keep = ~zn  # a row without z has no particle_z row (reads as NULL)
+        ids = first + np.flatnonzero(keep)
+        _insert_rows(conn, "particle_z", [("id", ids, None), ("z", zq[keep], zn[keep]),
+                                          ("dz", (cz - zq)[keep], (zn | czn)[keep])])
+    mids, starts, counts = np.unique(mic, return_index=True, return_counts=True)
+    conn.executemany(
+        f"INSERT INTO set_counts (set_id, micrograph_id, count, first_row) VALUES ({sid}, ?, ?, ?)",
+        np.stack([mids, counts, first + starts], axis=1).tolist(),
+    )
+    return SetWriteResult(sid, n)
+
+
+def _insert_rows(conn: sqlite3.Connection, table: str,
+                 params: list[tuple[str, np.ndarray, np.ndarray | None]]) -> None:
+    """``executemany`` of multi-row INSERTs of columns given as arrays (with null masks). A
+    column with one value throughout goes into the SQL text as a literal; the others are
+    bound, one statement's parameters made only when sqlite3 asks for them."""
     literal: dict[int, int] = {}
-    for j, (name, v, m) in enumerate(params):
-        if name != "mr" and (m is None or not m.any()) and v[0] != _NULL and bool((v == v[0]).all()):
+    for j, (_, v, m) in enumerate(params):
+        if (m is None or not m.any()) and len(v) and bool((v == v[0]).all()):
             literal[j] = int(v[0])
     bound = [j for j in range(len(params)) if j not in literal]
-    data = np.stack([params[j][1][order] for j in bound], axis=1)
-    masks = {i: params[j][2][order] for i, j in enumerate(bound)
+    n = len(params[0][1])
+    if bound:
+        data = np.stack([params[j][1] for j in bound], axis=1)
+    else:
+        data = np.zeros((n, 0), np.int64)
+    masks = {i: params[j][2] for i, j in enumerate(bound)
              if params[j][2] is not None and params[j][2].any()}
     if masks:
         # Rare: some values missing. Python objects with None where a value is missing.
@@ -253,49 +280,126 @@ def insert_set(conn: sqlite3.Connection, project_id: int, job_id: int | None,
     width = len(bound)
 
     def row_sql(base: int) -> str:
-        exprs = [str(sid)]
-        pos = base
-        for j, (name, _, _) in enumerate(params):
+        exprs, pos = [], base
+        for j in range(len(params)):
             if j in literal:
-                p = str(literal[j])
+                exprs.append(str(literal[j]))
             else:
                 pos += 1
-                p = f"?{pos}"
-            if name in ("mr", "xy", "d"):
-                exprs += [_sql_hi(p), _sql_lo(p) if name != "mr" else f"({p} & {_M32})"]
-            else:
-                exprs.append(p)
+                exprs.append(f"?{pos}")
         return "(" + ", ".join(exprs) + ")"
 
-    head = f"INSERT INTO particles (set_id, {', '.join(columns)}) VALUES "
+    head = f"INSERT INTO {table} ({', '.join(p[0] for p in params)}) VALUES "
+    if not width:  # every column constant: one statement per row would still be needed
+        conn.executemany(head + row_sql(0), [()] * n)
+        return
     k = _ROWS_PER_STATEMENT
     full = (n // k) * k
     if full:
-        # One statement's parameters become Python ints only when sqlite3 asks for them:
-        # the ints of a statement are freed before the next is made (no 10^7 live objects).
         conn.executemany(head + ", ".join(row_sql(i * width) for i in range(k)),
                          map(np.ndarray.tolist, data[:full].reshape(-1, k * width)))
     if full < n:
         conn.executemany(head + row_sql(0), data[full:].tolist())
-    mids, counts = np.unique(mic, return_counts=True)
-    conn.executemany(
-        f"INSERT INTO set_counts (set_id, micrograph_id, count) VALUES ({sid}, ?, ?)",
-        np.stack([mids, counts], axis=1).tolist(),
-    )
-    return SetWriteResult(sid, n)
+
+
+def _legacy(conn: sqlite3.Connection) -> bool:
+    """Whether this catalog still keeps particles in the schema-2 ``particles`` table (a
+    read-only reader of a catalog that migration 3 has not reached yet)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                        "name = 'particle_rows'").fetchone() is None
 
 
 def read_set(conn: sqlite3.Connection, set_id: int, score_scale: float,
              micrograph_id: int | None = None) -> pd.DataFrame:
-    """One set's particles (optionally of one micrograph), decoded to float pixels. Pairs are
-    packed into one 64-bit value in SQL and NULLs replaced by a sentinel, so that the rows
-    become one int64 array in C."""
+    """One set's particles (optionally of one micrograph), decoded to float pixels, ordered by
+    micrograph id, then source row. Pairs are packed into one 64-bit value in SQL and NULLs
+    replaced by a sentinel, so that the rows become one int64 array in C; micrograph ids and
+    positions come from ``set_counts`` (one id range per micrograph)."""
+    if _legacy(conn):
+        return _read_set_v2(conn, set_id, score_scale, micrograph_id)
+    head = conn.execute("SELECT is_3d, first_row FROM particle_sets WHERE id = ?",
+                        (set_id,)).fetchone()
+    is_3d = bool(head and head[0])
+    where, params = "set_id = ?", [set_id]
+    if micrograph_id is not None:
+        where, params = "set_id = ? AND micrograph_id = ?", [set_id, micrograph_id]
+    runs = np.array(conn.execute(
+        f"SELECT micrograph_id, first_row, count FROM set_counts WHERE {where} ORDER BY first_row",
+        params).fetchall(), dtype=np.int64).reshape(-1, 3)
+    n = int(runs[:, 2].sum())
+    # 2D sets skip z/dz: fewer Python objects per row (their absence reads as NaN below)
+    zcols = f", ifnull(z.z, {_NULL}), ifnull(z.dz, 0)" if is_3d else ""
+    zjoin = " LEFT JOIN particle_z z ON z.id = p.id" if is_3d else ""
+    blocks = []
+    spans = _ranges(runs)
+    for lo, hi in spans:
+        blocks.append(conn.execute(
+            f"SELECT p.drow, ifnull((p.x << 32) | (p.y & {_M32}), {_NULL}), "
+            f"ifnull((p.dx << 32) | (p.dy & {_M32}), {_NULL}), "
+            f"ifnull(p.score, {_NULL}), ifnull(p.class_id, -1), ifnull(p.uid, 0){zcols} "
+            f"FROM particle_rows p{zjoin} WHERE p.id BETWEEN ? AND ? ORDER BY p.id",
+            (lo, hi)).fetchall())
+    rows = blocks[0] if len(blocks) == 1 else [r for b in blocks for r in b]
+    if len(rows) != n:
+        raise ValueError(f"particle set {set_id}: {len(rows)} rows stored where set_counts "
+                         f"says {n}; the catalog is damaged (re-crawl into a new catalog)")
+    a = np.array(rows, dtype=np.int64).reshape(n, 8 if is_3d else 6)
+    if not is_3d:  # same column positions as a 3D read
+        a = np.concatenate([a, np.tile([[_NULL, 0]], (n, 1))], axis=1)
+    mic = np.repeat(runs[:, 0], runs[:, 2])
+    set_first = int(head[1]) if head and head[1] is not None else 0
+    ids = np.concatenate([np.arange(lo, hi + 1, dtype=np.int64) for lo, hi in spans])
+    row = ids - set_first + a[:, 0]  # position in the set + (source row − position)
+    null_xy = a[:, 1] == _NULL
+    xq, yq = _unpack(a[:, 1])
+    dxq, dyq = _unpack(np.where(a[:, 2] == _NULL, 0, a[:, 2]))
+    null_d = null_xy | (a[:, 2] == _NULL)
+    return _frame(set_id, mic, row, xq, yq, dxq, dyq, null_xy, null_d, a[:, 6], a[:, 7],
+                  a[:, 3], a[:, 4], a[:, 5], score_scale)
+
+
+def _ranges(runs: np.ndarray) -> list[tuple[int, int]]:
+    """(first id, last id) of the contiguous id ranges that ``runs`` (micrograph, first, count,
+    ordered by first) cover: one range for a whole set."""
+    out: list[tuple[int, int]] = []
+    for first, count in runs[:, 1:].tolist():
+        if not count:
+            continue
+        if out and out[-1][1] + 1 == first:
+            out[-1] = (out[-1][0], first + count - 1)
+        else:
+            out.append((first, first + count - 1))
+    return out or [(0, -1)]
+
+
+def _frame(set_id, mic, row, xq, yq, dxq, dyq, null_xy, null_d, zq, dzq, score_q, cls, duid,
+           score_scale) -> pd.DataFrame:
+    n = len(mic)
+    raw_x = np.where(null_xy, np.nan, xq / COORD_SCALE)
+    raw_y = np.where(null_xy, np.nan, yq / COORD_SCALE)
+    x = np.where(null_d, np.nan, (xq + dxq) / COORD_SCALE)
+    y = np.where(null_d, np.nan, (yq + dyq) / COORD_SCALE)
+    null_z = zq == _NULL
+    raw_z = np.where(null_z, np.nan, zq / COORD_SCALE)
+    z = np.where(null_z, np.nan, (zq + dzq) / COORD_SCALE)
+    score = np.where(score_q == _NULL, np.nan, score_q / score_scale)
+    with np.errstate(over="ignore"):
+        uid = duid + row
+    return pd.DataFrame({
+        "set_id": np.full(n, set_id, np.int64), "micrograph_id": mic, "x": x, "y": y,
+        "raw_x": raw_x, "raw_y": raw_y, "z": z, "raw_z": raw_z, "score": score,
+        "class_id": cls, "uid": uid,
+    })
+
+
+def _read_set_v2(conn: sqlite3.Connection, set_id: int, score_scale: float,
+                 micrograph_id: int | None = None) -> pd.DataFrame:
+    """:func:`read_set` of a schema-2 catalog (``particles`` keyed (set, micrograph, row))."""
     where, params = "set_id = ?", [set_id]
     if micrograph_id is not None:
         where, params = "set_id = ? AND micrograph_id = ?", [set_id, micrograph_id]
     is_3d = conn.execute("SELECT is_3d FROM particle_sets WHERE id = ?", (set_id,)).fetchone()
     is_3d = bool(is_3d and is_3d[0])
-    # 2D sets skip z/dz: fewer Python objects per row (their absence reads as NaN below)
     zcols = f"ifnull(z, {_NULL}), ifnull(dz, 0), " if is_3d else ""
     rows = conn.execute(
         f"SELECT (micrograph_id << 32) | row, "
@@ -309,22 +413,9 @@ def read_set(conn: sqlite3.Connection, set_id: int, score_scale: float,
     a = np.array(rows, dtype=np.int64).reshape(n, 8 if is_3d else 6)
     if not is_3d:  # same column positions as a 3D read
         a = np.insert(a, 3, [[_NULL], [0]], axis=1) if n else np.zeros((0, 8), np.int64)
-    mic, row = a[:, 0] >> 32, a[:, 0] & _M32
     null_xy = a[:, 1] == _NULL
     xq, yq = _unpack(a[:, 1])
     dxq, dyq = _unpack(np.where(a[:, 2] == _NULL, 0, a[:, 2]))
-    raw_x = np.where(null_xy, np.nan, xq / COORD_SCALE)
-    raw_y = np.where(null_xy, np.nan, yq / COORD_SCALE)
-    x = np.where(null_xy | (a[:, 2] == _NULL), np.nan, (xq + dxq) / COORD_SCALE)
-    y = np.where(null_xy | (a[:, 2] == _NULL), np.nan, (yq + dyq) / COORD_SCALE)
-    null_z = a[:, 3] == _NULL
-    raw_z = np.where(null_z, np.nan, a[:, 3] / COORD_SCALE)
-    z = np.where(null_z, np.nan, (a[:, 3] + a[:, 4]) / COORD_SCALE)
-    score = np.where(a[:, 5] == _NULL, np.nan, a[:, 5] / score_scale)
-    with np.errstate(over="ignore"):
-        uid = a[:, 7] + row
-    return pd.DataFrame({
-        "set_id": np.full(n, set_id, np.int64), "micrograph_id": mic, "x": x, "y": y,
-        "raw_x": raw_x, "raw_y": raw_y, "z": z, "raw_z": raw_z, "score": score,
-        "class_id": a[:, 6], "uid": uid,
-    })
+    return _frame(set_id, a[:, 0] >> 32, a[:, 0] & _M32, xq, yq, dxq, dyq, null_xy,
+                  null_xy | (a[:, 2] == _NULL), a[:, 3], a[:, 4], a[:, 5], a[:, 6], a[:, 7],
+                  score_scale)

@@ -137,17 +137,69 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     create_views(db.conn)
 
 
+# What ``particles`` shows from schema 3 on: the schema-2 table's columns, decoded from the
+# id ranges of set_counts (one range per set and micrograph), so SQL written against the table
+# keeps working; a set and micrograph is a rowid range seek.
+PARTICLES_VIEW = (
+    "SELECT c.set_id, c.micrograph_id, p.drow + p.id - s.first_row AS row, p.x, p.y, p.dx, p.dy, "
+    "z.z, z.dz, p.score, p.class_id, p.uid "
+    "FROM set_counts c JOIN particle_sets s ON s.id = c.set_id "
+    "JOIN particle_rows p ON p.id >= c.first_row AND p.id < c.first_row + c.count "
+    "LEFT JOIN particle_z z ON z.id = p.id"
+)
+
+
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Issues 15/16: particles in a rowid table, ``particle_rows`` (id, drow, x, y, dx, dy,
+    score, class_id, uid), each set one id range in (micrograph, row) order, z in
+    ``particle_z``; ``particle_sets.first_row`` and ``set_counts.first_row`` say where a set's
+    and a micrograph's range starts; ``particles`` becomes a view with the old columns. Rows
+    appended in id order fill B-tree pages completely, and a row no longer repeats its set
+    and micrograph (see :mod:`harvest.catalog.codec`)."""
+    conn = db.conn
+    conn.execute("CREATE TABLE particle_rows (id INTEGER PRIMARY KEY, drow INTEGER NOT NULL, "
+                 "x INTEGER, y INTEGER, dx INTEGER, dy INTEGER, score INTEGER, "
+                 "class_id INTEGER, uid INTEGER)")
+    conn.execute("CREATE TABLE particle_z (id INTEGER PRIMARY KEY, z INTEGER, dz INTEGER)")
+    conn.execute("ALTER TABLE particle_sets ADD COLUMN first_row INTEGER")
+    conn.execute("ALTER TABLE set_counts ADD COLUMN first_row INTEGER")
+    if conn.execute("SELECT 1 FROM particles LIMIT 1").fetchone():
+        # ids in key order (set, micrograph, row): each set and micrograph one range
+        order = "ORDER BY set_id, micrograph_id, row"
+        conn.execute(
+            "INSERT INTO particle_rows (id, drow, x, y, dx, dy, score, class_id, uid) "
+            f"SELECT row_number() OVER ({order}), "
+            f"row - row_number() OVER (PARTITION BY set_id {order}) + 1, "
+            f"x, y, dx, dy, score, class_id, uid FROM particles {order}")
+        conn.execute(
+            f"INSERT INTO particle_z (id, z, dz) SELECT id, z, dz FROM (SELECT row_number() "
+            f"OVER ({order}) AS id, z, dz FROM particles) WHERE z IS NOT NULL")
+        conn.execute(
+            "UPDATE set_counts SET first_row = f.first FROM (SELECT set_id AS sid, "
+            "micrograph_id AS mid, sum(n) OVER (ORDER BY set_id, micrograph_id "
+            "ROWS UNBOUNDED PRECEDING) - n + 1 AS first FROM (SELECT set_id, micrograph_id, "
+            "count(*) AS n FROM particles GROUP BY set_id, micrograph_id)) f "
+            "WHERE set_counts.set_id = f.sid AND set_counts.micrograph_id = f.mid")
+        conn.execute("UPDATE particle_sets SET first_row = (SELECT min(first_row) "
+                     "FROM set_counts c WHERE c.set_id = particle_sets.id)")
+    conn.execute("DROP TABLE particles")
+    conn.execute(f"CREATE VIEW particles AS {PARTICLES_VIEW}")
+    create_views(conn)
+
+
 # Ordered: migration i (1-based) brings the schema from version i-1 to i. Append, never edit.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1, _migration_2)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migration_1, _migration_2, _migration_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 # Versions whose migration a read-only reader can do without: the read API makes up for it
-# (2: no size_source column, 0-based RELION classes shifted on read, TEMP views).
-READER_COMPATIBLE: frozenset[int] = frozenset({2})
+# (2: no size_source column, 0-based RELION classes shifted on read, TEMP views; 3: the codec
+# reads the schema-2 particles table).
+READER_COMPATIBLE: frozenset[int] = frozenset({2, 3})
 
 # Data tables (everything but crawl bookkeeping), for comparisons of two catalogs.
 DATA_TABLES: tuple[str, ...] = (
-    "projects", "jobs", "job_edges", "micrographs", "particle_sets", "particles", "set_counts",
-    "files", "problems",
+    "projects", "jobs", "job_edges", "micrographs", "particle_sets", "particle_rows",
+    "particle_z", "set_counts", "files", "problems",
 )
 
 

@@ -177,10 +177,13 @@ class ProjectWriter:
         self.problems += len(rows)
 
     def _drop_job_outputs(self, jid: int) -> None:
-        set_ids = [r[0] for r in self.conn.execute(
-            "SELECT id FROM particle_sets WHERE job_id = ?", (jid,))]
-        for sid in set_ids:
-            self.conn.execute("DELETE FROM particles WHERE set_id = ?", (sid,))
+        sets = self.conn.execute(
+            "SELECT id, first_row, count FROM particle_sets WHERE job_id = ?", (jid,)).fetchall()
+        for sid, first, count in sets:
+            if first is not None and count:  # a set's particles are one id range
+                for table in ("particle_rows", "particle_z"):
+                    self.conn.execute(f"DELETE FROM {table} WHERE id BETWEEN ? AND ?",
+                                      (first, first + count - 1))
             self.conn.execute("DELETE FROM set_counts WHERE set_id = ?", (sid,))
             self.conn.execute("DELETE FROM particle_sets WHERE id = ?", (sid,))
         # project_id too: files is indexed (project_id, job_id); job_id alone scanned the whole

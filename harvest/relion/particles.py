@@ -218,8 +218,9 @@ def load_particles(
     score = missing_to_nan(col(table, "rlnAutopickFigureOfMerit"))
     class_number = relion_class_numbers(col(table, "rlnClassNumber"))
     cols = {
-        # object dtype on purpose: pandas 3 would otherwise convert 10^6 paths to Arrow strings
-        "micrograph": pd.Series(mics, dtype=object, copy=False),
+        # the factorisation above as a Categorical: no Arrow string per row (pandas 3), and the
+        # catalog writer stores its codes as they are
+        "micrograph": pd.Categorical.from_codes(mic_codes, pd.Index(mic_uniq, dtype=object)),
         "x": np.asarray(x, dtype=np.float64),
         "y": np.asarray(y, dtype=np.float64),
         "raw_x": np.asarray(raw_x, dtype=np.float64),

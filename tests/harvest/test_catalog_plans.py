@@ -13,8 +13,8 @@ import sqlite3
 
 from harvest.crawl import crawl
 
-GROWING = ("projects", "jobs", "job_edges", "micrographs", "particle_sets", "particles",
-           "set_counts", "files", "problems", "crawls")
+GROWING = ("projects", "jobs", "job_edges", "micrographs", "particle_sets", "particle_rows",
+           "particle_z", "particles", "set_counts", "files", "problems", "crawls")
 
 
 def _traced_crawls(monkeypatch, facility, root, db) -> list[str]:
@@ -53,7 +53,7 @@ def test_crawl_statements_never_scan_a_growing_table(facility, tmp_path, monkeyp
     where = [s for s in statements if re.search(r"\bWHERE\b", s, re.IGNORECASE)]
     distinct = {re.sub(r"'[^']*'|\b\d+\b", "?", s): s for s in where}
     # the crawl went through the paths this test is about
-    for needle in ("DELETE FROM files WHERE", "DELETE FROM particles WHERE",
+    for needle in ("DELETE FROM files WHERE", "DELETE FROM particle_rows WHERE",
                    "DELETE FROM job_edges WHERE", "UPDATE jobs SET status = 'missing'",
                    "UPDATE projects SET status = 'missing'", "FROM micrographs WHERE"):
         assert any(needle in s for s in distinct.values()), needle

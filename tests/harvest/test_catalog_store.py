@@ -86,13 +86,15 @@ def test_schema_created_and_migrations_recorded(tmp_path):
     with Catalog(db) as cat:
         assert cat.schema_version() == SCHEMA_VERSION
         tables = set(cat.db.table_names())
-        assert {"projects", "jobs", "job_edges", "micrographs", "particle_sets", "particles",
-                "files", "crawls", "problems", "schema_version"} <= tables
+        assert {"projects", "jobs", "job_edges", "micrographs", "particle_sets",
+                "particle_rows", "particle_z", "set_counts", "files", "crawls", "problems",
+                "schema_version"} <= tables
+        assert "particles" in cat.db.view_names()
         assert cat.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert cat.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         ddl = cat.conn.execute(
-            "SELECT sql FROM sqlite_master WHERE name = 'particles'").fetchone()[0]
-        assert "WITHOUT ROWID" in ddl
+            "SELECT sql FROM sqlite_master WHERE name = 'particle_rows'").fetchone()[0]
+        assert "id INTEGER PRIMARY KEY" in ddl and "WITHOUT ROWID" not in ddl
     # reopening does not migrate again
     with Catalog(db) as cat:
         rows = cat.conn.execute("SELECT version FROM schema_version").fetchall()
@@ -336,7 +338,9 @@ def test_particles_of_one_micrograph_use_the_key(tmp_path):
         assert len(only) == (df.iloc[:100]["micrograph"] == mic["path"]).sum()
         plan = " ".join(str(r[-1]) for r in cat.conn.execute(
             "EXPLAIN QUERY PLAN SELECT * FROM particles WHERE set_id = 1 AND micrograph_id = 2"))
-        assert "SEARCH particles USING PRIMARY KEY (set_id=? AND micrograph_id=?)" in plan
+        assert "SEARCH c USING PRIMARY KEY (set_id=? AND micrograph_id=?)" in plan
+        assert "SEARCH p USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in plan
+        assert "SCAN" not in plan
 
 
 def test_readers_see_committed_state_while_a_crawl_writes(tmp_path):

@@ -10,6 +10,7 @@ import sqlite3
 import numpy as np
 import pandas as pd
 import pytest
+from catalog_layouts import as_schema_2
 
 from harvest.catalog import SCHEMA_VERSION, Catalog
 from harvest.crawl import crawl
@@ -73,6 +74,7 @@ def test_micrographs_sets_and_totals_equal_the_api(catalog):
 
 def _as_version_1(db):
     """What a catalog written by cryoglean before schema 2 looks like."""
+    as_schema_2(db)  # particles as schema 1 and 2 stored them
     conn = sqlite3.connect(db)
     relion = ("SELECT s.id FROM particle_sets s JOIN projects p ON p.id = s.project_id "
               "WHERE p.software = 'relion' AND s.origin = 'job'")
@@ -89,7 +91,7 @@ def _as_version_1(db):
 
 
 def test_version_1_catalog_reads_and_migrates(catalog, tmp_path):
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     old = tmp_path / "old.db"
     shutil.copy(catalog, old)
     _as_version_1(old)
@@ -103,7 +105,7 @@ def test_version_1_catalog_reads_and_migrates(catalog, tmp_path):
         tmp = pd.read_sql("SELECT class_id FROM particles_px", cat.conn)  # TEMP views
         assert set(tmp["class_id"].dropna()) == set(want["class_id"][want["class_id"] >= 0])
     with Catalog(old) as cat:  # writable: migrated
-        assert cat.schema_version() == 2
+        assert cat.schema_version() == 3
         pd.testing.assert_frame_equal(cat.particle_sets(), want_sets)
         pd.testing.assert_frame_equal(_api_particles(cat), want)
         assert cat.micrographs()["size_source"].notna().all()
