@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -112,13 +113,21 @@ def write_data(root: Path, n_train, n_test, shape, snr, seed, frac=0.3):
 
 
 def run(cmd, log):
+    """Run a cryoglean command under ``/usr/bin/time -v``: (wall s, CPU s, peak RSS MB)."""
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-m", "cryoglean.cli", *cmd], capture_output=True,
-                       text=True)
+    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "cryoglean.cli", *cmd],
+                       capture_output=True, text=True)
     log.write_text(r.stdout + r.stderr)
     if r.returncode:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
-    return time.time() - t0, r
+    stats = {}
+    for ln in r.stderr.splitlines():
+        key, _, val = ln.strip().rpartition(": ")
+        stats[key] = val
+    cpu = float(stats.get("User time (seconds)", "nan")) + float(
+        stats.get("System time (seconds)", "nan"))
+    rss = float(stats.get("Maximum resident set size (kbytes)", "nan")) / 1024
+    return time.time() - t0, cpu, rss
 
 
 def peak_rss_children_mb() -> float:
@@ -158,6 +167,8 @@ def main():
     ap.add_argument("--bbox", type=int, default=12)
     ap.add_argument("--thresh", type=float, default=0.2)
     ap.add_argument("--configs", default="pu+cr,focal")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--tau", type=float, default=0.01)
     ap.add_argument("--big", action="store_true", help="also infer a 512×512×256 tomogram")
     ap.add_argument("--skip-train", action="store_true", help="only the --big inference, with "
                     "the first configuration's seed-0 run of an earlier call")
@@ -172,20 +183,24 @@ def main():
                "pu+cr8192": ["--contrastive", "--cr_samples", "8192"]}
     base = ["--train_img_txt", str(out / "data/train_imgs.txt"), "--train_coord_txt",
             str(out / "data/train_coords.txt"), "--order", "zxy", "--bbox", str(a.bbox),
-            "--num_epochs", str(a.epochs), "--lr", "1e-3", "--val_interval", str(a.epochs),
+            "--num_epochs", str(a.epochs), "--lr", str(a.lr), "--tau", str(a.tau), "--val_interval", str(a.epochs),
             "--cutoff_z", "4", "--output", str(out / "runs"), "--gpus", "-1", "--quiet"]
     for seed in range(a.first_seed, a.first_seed + (0 if a.skip_train else a.seeds)):
         for cfg in a.configs.split(","):
             exp = f"{cfg}_s{seed}"
-            t, _ = run(["train", "tomo", *base, *configs[cfg], "--seed", str(seed),
-                        "--exp_id", exp], out / f"{exp}.train.log")
+            load0 = os.getloadavg()[0]
+            t, cpu, rss = run(["train", "tomo", *base, *configs[cfg], "--seed", str(seed),
+                               "--exp_id", exp], out / f"{exp}.train.log")
             ckpt = out / "runs" / exp / "model_last_contrastive.pth"
-            tp, _ = run(["pick", "tomo", "--test_img_txt", str(out / "data/test_imgs.txt"),
+            tp, _, _ = run(["pick", "tomo", "--test_img_txt", str(out / "data/test_imgs.txt"),
                          "--load_model", str(ckpt), "--out_thresh", "0.0", "--with_score",
                          "--cutoff_z", "4", "--out_id", "test", "--quiet"],
                         out / f"{exp}.pick.log")
             s = score(out / "runs" / exp / "test", truth, a.bbox, a.thresh)
-            row = {"config": cfg, "seed": seed, "train_s": round(t, 1),
+            row = {"config": cfg, "seed": seed, "steps": a.epochs * n_lab,
+                   "train_s": round(t, 1), "train_cpu_s": round(cpu, 1),
+                   "train_rss_mb": round(rss), "load": [round(load0, 1),
+                                                        round(os.getloadavg()[0], 1)],
                    "pick_s": round(tp, 1), **{k: round(v, 4) for k, v in s.items()}}
             results["runs"].append(row)
             print(json.dumps(row), flush=True)
