@@ -104,6 +104,7 @@ def write_data(root: Path, n_train, n_test, shape, snr, seed, frac=0.3):
                 # label the particles of the x-slab that holds `frac` of them
                 cut = np.quantile(big[:, 0], frac)
                 labels += [(name, *p) for p in big[big[:, 0] <= cut]]
+    (root / "truth.json").write_text(json.dumps({k: v.tolist() for k, v in truth.items()}))
     for split in ("train", "test"):
         (root / f"{split}_imgs.txt").write_text("image_name\trec_path\n" + "".join(
             f"{k}\t{v}\n" for k, v in lists[split].items()))
@@ -134,26 +135,88 @@ def peak_rss_children_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def score(pick_dir: Path, truth: dict, bbox: int, thresh: float) -> dict:
+def _picks(pick_dir: Path, names):
+    import pandas as pd
+
+    from trainers.tomopicker.pick import read_xzy
+
+    out = []
+    for name in names:
+        a = np.loadtxt(pick_dir / f"{name}.txt", ndmin=2)
+        p = read_xzy(pick_dir / f"{name}.txt")
+        out.append(pd.DataFrame({"micrograph": name, "x": p[:, 0], "y": p[:, 1],
+                                 "z": p[:, 2], "score": a[:, 3] if a.size else []}))
+    return pd.concat(out)
+
+
+def score(pick_dir: Path, truth: dict, bbox: int, thresh: float,
+          chosen: float | None = None) -> dict:
+    """Held-out scores: P/R/F1 at ``thresh`` (picks above it, rematched), the Topaz PR
+    curve's best F1 (an oracle threshold) and AUPRC, and with ``chosen`` P/R/F1 at the
+    threshold chosen on the training tomograms (:func:`choose_threshold`)."""
     import pandas as pd
 
     from trainers.evaluate import evaluate_picks
-    from trainers.tomopicker.pick import read_xzy
 
-    picks, tr = [], []
-    for name, xyz in truth.items():
-        if not name.startswith("test"):
-            continue
-        a = np.loadtxt(pick_dir / f"{name}.txt", ndmin=2)
-        p = read_xzy(pick_dir / f"{name}.txt")
-        picks.append(pd.DataFrame({"micrograph": name, "x": p[:, 0], "y": p[:, 1],
-                                   "z": p[:, 2], "score": a[:, 3] if a.size else []}))
-        tr.append(pd.DataFrame({"micrograph": name, "x": xyz[:, 0], "y": xyz[:, 1],
-                                "z": xyz[:, 2]}))
-    res = evaluate_picks(pd.concat(picks), pd.concat(tr), 0.5 * bbox, threshold=thresh)
-    s = res.summary
-    return {k: float(s[k]) for k in ("f1", "precision", "recall", "best_f1", "best_threshold",
-                                     "auprc")}
+    names = [n for n in truth if n.startswith("test")]
+    picks = _picks(pick_dir, names)
+    tr = pd.concat(pd.DataFrame({"micrograph": n, "x": truth[n][:, 0], "y": truth[n][:, 1],
+                                 "z": truth[n][:, 2]}) for n in names)
+    s = evaluate_picks(picks, tr, 0.5 * bbox, threshold=thresh).summary
+    out = {k: float(s[k]) for k in ("f1", "precision", "recall", "best_f1", "best_threshold",
+                                    "auprc")}
+    if chosen is not None:
+        c = evaluate_picks(picks, tr, 0.5 * bbox, threshold=chosen).summary
+        out.update(sel_threshold=chosen, sel_f1=float(c["f1"]),
+                   sel_precision=float(c["precision"]), sel_recall=float(c["recall"]))
+    return out
+
+
+def choose_threshold(pick_dir: Path, coords_txt: Path, bbox: int) -> tuple[float, float]:
+    """The score threshold a user could choose without held-out truth: the best F1 of the
+    training tomograms' picks inside their labelled subregion (x up to the last labelled
+    particle + bbox/2, where every particle is labelled) against those labels. Returns
+    (threshold, F1 there)."""
+    import pandas as pd
+
+    from trainers.evaluate import evaluate_picks
+
+    lab = pd.read_csv(coords_txt, sep="\t")
+    lab = lab.rename(columns={"image_name": "micrograph", "x_coord": "x", "y_coord": "y",
+                              "z_coord": "z"})
+    xmax = lab.groupby("micrograph")["x"].max() + 0.5 * bbox
+    picks = _picks(pick_dir, list(xmax.index))
+    lim = picks["micrograph"].map(xmax).to_numpy(np.float64)
+    picks = picks[picks["x"].to_numpy(np.float64) <= lim]
+    s = evaluate_picks(picks, lab, 0.5 * bbox).summary
+    return float(s["best_threshold"]), float(s["best_f1"])
+
+
+def pick_cmd(out: Path, exp: str, split: str) -> list[str]:
+    ckpt = out / "runs" / exp / "model_last_contrastive.pth"
+    return ["pick", "tomo", "--test_img_txt", str(out / f"data/{split}_imgs.txt"),
+            "--load_model", str(ckpt), "--out_thresh", "0.0", "--with_score",
+            "--cutoff_z", "4", "--out_id", split, "--quiet"]
+
+
+def rescore(dirs: list[str], bbox: int, thresh: float) -> None:
+    """Add the threshold chosen on the training tomograms (and the held-out scores at it)
+    to the runs of earlier calls: picks the training tomograms with each run's checkpoint."""
+    for d in dirs:
+        out = Path(d)
+        res = json.loads((out / "results.json").read_text())
+        truth = json.loads((out / "data/truth.json").read_text())
+        truth = {k: np.asarray(v, dtype=np.float64).reshape(-1, 3) for k, v in truth.items()}
+        for row in res["runs"]:
+            exp = f"{row['config']}_s{row['seed']}"
+            if not (out / "runs" / exp / "train").is_dir():
+                run(pick_cmd(out, exp, "train"), out / f"{exp}.pick-train.log")
+            thr, f1_train = choose_threshold(out / "runs" / exp / "train",
+                                             out / "data/train_coords.txt", bbox)
+            s = score(out / "runs" / exp / "test", truth, bbox, thresh, chosen=thr)
+            row.update({k: round(v, 4) for k, v in s.items()}, sel_train_f1=round(f1_train, 4))
+            print(json.dumps(row), flush=True)
+        (out / "results.json").write_text(json.dumps(res, indent=1))
 
 
 def main():
@@ -172,7 +235,11 @@ def main():
     ap.add_argument("--big", action="store_true", help="also infer a 512×512×256 tomogram")
     ap.add_argument("--skip-train", action="store_true", help="only the --big inference, with "
                     "the first configuration's seed-0 run of an earlier call")
+    ap.add_argument("--rescore", nargs="+", metavar="OUT", help="only add the threshold "
+                    "chosen on the training tomograms to the runs of earlier calls' OUT dirs")
     a = ap.parse_args()
+    if a.rescore:
+        return rescore(a.rescore, a.bbox, a.thresh)
     out = Path(a.out)
     shape = tuple(int(v) for v in a.shape.split(","))
     truth, n_lab, n_all = write_data(out / "data", 2, 2, shape, a.snr, 0)
@@ -191,12 +258,12 @@ def main():
             load0 = os.getloadavg()[0]
             t, cpu, rss = run(["train", "tomo", *base, *configs[cfg], "--seed", str(seed),
                                "--exp_id", exp], out / f"{exp}.train.log")
-            ckpt = out / "runs" / exp / "model_last_contrastive.pth"
-            tp, _, _ = run(["pick", "tomo", "--test_img_txt", str(out / "data/test_imgs.txt"),
-                         "--load_model", str(ckpt), "--out_thresh", "0.0", "--with_score",
-                         "--cutoff_z", "4", "--out_id", "test", "--quiet"],
-                        out / f"{exp}.pick.log")
-            s = score(out / "runs" / exp / "test", truth, a.bbox, a.thresh)
+            tp, _, _ = run(pick_cmd(out, exp, "test"), out / f"{exp}.pick.log")
+            run(pick_cmd(out, exp, "train"), out / f"{exp}.pick-train.log")
+            thr, f1_train = choose_threshold(out / "runs" / exp / "train",
+                                             out / "data/train_coords.txt", a.bbox)
+            s = score(out / "runs" / exp / "test", truth, a.bbox, a.thresh, chosen=thr)
+            s["sel_train_f1"] = f1_train
             row = {"config": cfg, "seed": seed, "steps": a.epochs * n_lab,
                    "train_s": round(t, 1), "train_cpu_s": round(cpu, 1),
                    "train_rss_mb": round(rss), "load": [round(load0, 1),
