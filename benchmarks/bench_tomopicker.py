@@ -153,7 +153,7 @@ def score(pick_dir: Path, truth: dict, bbox: int, thresh: float,
           chosen: float | None = None) -> dict:
     """Held-out scores: P/R/F1 at ``thresh`` (picks above it, rematched), the Topaz PR
     curve's best F1 (an oracle threshold) and AUPRC, and with ``chosen`` P/R/F1 at the
-    threshold chosen on the training tomograms (:func:`choose_threshold`)."""
+    threshold chosen on the validation tomogram (:func:`choose_threshold`)."""
     import pandas as pd
 
     from trainers.evaluate import evaluate_picks
@@ -172,23 +172,37 @@ def score(pick_dir: Path, truth: dict, bbox: int, thresh: float,
     return out
 
 
-def choose_threshold(pick_dir: Path, coords_txt: Path, bbox: int) -> tuple[float, float]:
-    """The score threshold a user could choose without held-out truth: the best F1 of the
-    training tomograms' picks inside their labelled subregion (x up to the last labelled
-    particle + bbox/2, where every particle is labelled) against those labels. Returns
-    (threshold, F1 there)."""
+def write_val(root: Path, shape, snr: float) -> dict:
+    """One validation tomogram (same generator, its own random stream: the training and
+    held-out data stay as they are), fully labelled: for choosing the score threshold."""
+    import mrcfile
+
+    path = root / "val0.mrc"
+    tpath = root / "val_truth.json"
+    if not tpath.is_file():
+        vol, big = tomogram(tuple(shape), 40, 40, snr, np.random.default_rng(1000))
+        with mrcfile.new(path, overwrite=True) as m:
+            m.set_data(vol)
+            m.voxel_size = 10.0
+        (root / "val_imgs.txt").write_text(f"image_name\trec_path\nval0\t{path}\n")
+        tpath.write_text(json.dumps({"val0": big.tolist()}))
+    return {k: np.asarray(v, dtype=np.float64).reshape(-1, 3)
+            for k, v in json.loads(tpath.read_text()).items()}
+
+
+def choose_threshold(pick_dir: Path, val_truth: dict, bbox: int) -> tuple[float, float]:
+    """The score threshold chosen without held-out truth: the best F1 of the picks on the
+    validation tomogram. (Choosing it on the training tomograms' labelled subregion does not
+    work: the trained labels score far higher than unseen particles.) Returns (threshold,
+    validation F1)."""
     import pandas as pd
 
     from trainers.evaluate import evaluate_picks
 
-    lab = pd.read_csv(coords_txt, sep="\t")
-    lab = lab.rename(columns={"image_name": "micrograph", "x_coord": "x", "y_coord": "y",
-                              "z_coord": "z"})
-    xmax = lab.groupby("micrograph")["x"].max() + 0.5 * bbox
-    picks = _picks(pick_dir, list(xmax.index))
-    lim = picks["micrograph"].map(xmax).to_numpy(np.float64)
-    picks = picks[picks["x"].to_numpy(np.float64) <= lim]
-    s = evaluate_picks(picks, lab, 0.5 * bbox).summary
+    picks = _picks(pick_dir, list(val_truth))
+    tr = pd.concat(pd.DataFrame({"micrograph": n, "x": v[:, 0], "y": v[:, 1], "z": v[:, 2]})
+                   for n, v in val_truth.items())
+    s = evaluate_picks(picks, tr, 0.5 * bbox).summary
     return float(s["best_threshold"]), float(s["best_f1"])
 
 
@@ -199,22 +213,22 @@ def pick_cmd(out: Path, exp: str, split: str) -> list[str]:
             "--cutoff_z", "4", "--out_id", split, "--quiet"]
 
 
-def rescore(dirs: list[str], bbox: int, thresh: float) -> None:
-    """Add the threshold chosen on the training tomograms (and the held-out scores at it)
-    to the runs of earlier calls: picks the training tomograms with each run's checkpoint."""
+def rescore(dirs: list[str], bbox: int, thresh: float, snr: float) -> None:
+    """Add the threshold chosen on the validation tomogram (and the held-out scores at it)
+    to the runs of earlier calls: picks it with each run's checkpoint."""
     for d in dirs:
         out = Path(d)
         res = json.loads((out / "results.json").read_text())
         truth = json.loads((out / "data/truth.json").read_text())
         truth = {k: np.asarray(v, dtype=np.float64).reshape(-1, 3) for k, v in truth.items()}
+        val = write_val(out / "data", res["shape"], snr)
         for row in res["runs"]:
             exp = f"{row['config']}_s{row['seed']}"
-            if not (out / "runs" / exp / "train").is_dir():
-                run(pick_cmd(out, exp, "train"), out / f"{exp}.pick-train.log")
-            thr, f1_train = choose_threshold(out / "runs" / exp / "train",
-                                             out / "data/train_coords.txt", bbox)
+            if not (out / "runs" / exp / "val").is_dir():
+                run(pick_cmd(out, exp, "val"), out / f"{exp}.pick-val.log")
+            thr, f1_val = choose_threshold(out / "runs" / exp / "val", val, bbox)
             s = score(out / "runs" / exp / "test", truth, bbox, thresh, chosen=thr)
-            row.update({k: round(v, 4) for k, v in s.items()}, sel_train_f1=round(f1_train, 4))
+            row.update({k: round(v, 4) for k, v in s.items()}, sel_val_f1=round(f1_val, 4))
             print(json.dumps(row), flush=True)
         (out / "results.json").write_text(json.dumps(res, indent=1))
 
@@ -236,13 +250,14 @@ def main():
     ap.add_argument("--skip-train", action="store_true", help="only the --big inference, with "
                     "the first configuration's seed-0 run of an earlier call")
     ap.add_argument("--rescore", nargs="+", metavar="OUT", help="only add the threshold "
-                    "chosen on the training tomograms to the runs of earlier calls' OUT dirs")
+                    "chosen on the validation tomogram to the runs of earlier calls' OUT dirs")
     a = ap.parse_args()
     if a.rescore:
-        return rescore(a.rescore, a.bbox, a.thresh)
+        return rescore(a.rescore, a.bbox, a.thresh, a.snr)
     out = Path(a.out)
     shape = tuple(int(v) for v in a.shape.split(","))
     truth, n_lab, n_all = write_data(out / "data", 2, 2, shape, a.snr, 0)
+    val = write_val(out / "data", shape, a.snr)
     print(json.dumps({"labels": n_lab, "train_particles": n_all}), flush=True)
     results = {"shape": shape, "labels": n_lab, "train_particles": n_all, "runs": []}
     configs = {"pu+cr": ["--contrastive"], "focal": ["--pn"],
@@ -259,11 +274,10 @@ def main():
             t, cpu, rss = run(["train", "tomo", *base, *configs[cfg], "--seed", str(seed),
                                "--exp_id", exp], out / f"{exp}.train.log")
             tp, _, _ = run(pick_cmd(out, exp, "test"), out / f"{exp}.pick.log")
-            run(pick_cmd(out, exp, "train"), out / f"{exp}.pick-train.log")
-            thr, f1_train = choose_threshold(out / "runs" / exp / "train",
-                                             out / "data/train_coords.txt", a.bbox)
+            run(pick_cmd(out, exp, "val"), out / f"{exp}.pick-val.log")
+            thr, f1_val = choose_threshold(out / "runs" / exp / "val", val, a.bbox)
             s = score(out / "runs" / exp / "test", truth, a.bbox, a.thresh, chosen=thr)
-            s["sel_train_f1"] = f1_train
+            s["sel_val_f1"] = f1_val
             row = {"config": cfg, "seed": seed, "steps": a.epochs * n_lab,
                    "train_s": round(t, 1), "train_cpu_s": round(cpu, 1),
                    "train_rss_mb": round(rss), "load": [round(load0, 1),
