@@ -5,14 +5,19 @@ smaller decoys of radius R_SMALL), membranes (thin dense sheets) and gold beads 
 dense) as junk, a missing wedge (±60° tilt range) and a CTF-like band-pass, noise at SNR
 ``--snr``; truth known. Training tomograms have 30 % of their target particles labelled, all
 inside a subregion (the x-slab holding them), as cet_pick's docs recommend. Held-out
-tomograms are scored against every target particle at radius 0.5 × bbox (Topaz's d² − r²).
+tomograms are scored against every target particle at radius 0.5 × bbox (Topaz's d² − r²):
+P/R/F1 at cet_pick's out_thresh 0.2, at the threshold chosen on one fully labelled
+validation tomogram (its own random stream; the held-out truth is never used to choose
+anything), and the Topaz PR curve's best F1 (an oracle threshold) and AUPRC.
 
 Configurations (same labels, same seeds): ``pu+cr`` = nnPU loss (τ) + contrastive
 regularisation (sampled anchors) + consistency; ``focal`` = plain focal loss (``--pn``: the
 unlabelled particles count as negatives). A ``samples`` check compares anchor-row sample sizes.
 Then inference time and peak memory on a 512×512×256 tomogram.
 
-    PYTHONPATH=. python benchmarks/bench_tomopicker.py --out /tmp/bt [--seeds 3]
+    PYTHONPATH=. python benchmarks/bench_tomopicker.py --out /tmp/bt [--seeds 3] [--epochs 40]
+    PYTHONPATH=. python benchmarks/bench_tomopicker.py --rescore /tmp/bt   # add the chosen
+                                                                           # threshold to old runs
 """
 
 from __future__ import annotations
