@@ -129,6 +129,55 @@ def test_contrastive_loss_equals_direct_computation():
     assert float(L.consistency_loss(p1, p2)) == pytest.approx(float(((p1 - p2) ** 2).mean()))
 
 
+def _dense_contrastive(labels, p1, p2, f1, f2, temp, tau, thresh):
+    """The full loss written with autograd on the dense (2N)² matrix, as cet_pick forms it
+    (self logit zeroed before exp, masked means): the reference for gradients."""
+    n = len(labels)
+    f = torch.cat([f1, f2])
+    lab = torch.cat([labels, labels])
+    pr = torch.cat([p1, p2])
+    s = f @ f.t() / temp
+    s = s - s.max(1, keepdim=True).values.detach()
+    e = torch.exp(s * (1 - torch.eye(2 * n, dtype=s.dtype)))
+    pos, other = (lab > thresh).to(s.dtype), (lab < thresh).to(s.dtype)
+    floor = math.exp(-1 / temp)
+    ip = lab > thresh
+    pm = (e[ip] * pos).sum(1) / (pos.sum() - 1)
+    rm = (e[ip] * other).sum(1) / other.sum()
+    sup = (-torch.log(pm / (pm + torch.clamp((rm - tau * pm) / (1 - tau), min=floor)))).mean()
+    iu = lab < 0
+    idx = torch.nonzero(iu).flatten()
+    part = torch.where(idx < n, idx + n, idx - n)
+    pm = e[idx, part]
+    rm = (e[idx].sum(1) - pm) / (2 * (n - float((labels > thresh).sum())))
+    gp = torch.clamp((rm - tau * pm) / (1 - tau), min=floor)
+    gn = torch.clamp((rm - (1 - tau) * pm) / tau, min=floor)
+    p = pr[idx]
+    tp = -torch.log(pm / (pm + gp)) * p
+    tn = -torch.log(pm / (pm + gn)) * (1 - p)
+    hi, lo = p > 0.99, p < 0.01
+    mid = ~hi & ~lo
+    uns = tp[hi].mean() + tn[lo].mean() + tp[mid].mean() + tn[mid].mean()
+    return sup, uns
+
+
+def test_contrastive_loss_gradient_equals_dense_autograd():
+    """The row-sum form (one block, custom backward) has the dense form's gradient (float64,
+    so that the comparison is not float32 rounding)."""
+    labels, p1, p2, f1, f2 = (t.double() for t in _case())
+    grads = []
+    for fn in (L.contrastive_loss, _dense_contrastive):
+        leaves = [t.clone().requires_grad_() for t in (p1, p2, f1, f2)]
+        a, b, c, d = leaves
+        sup, uns = fn(labels, a, b, torch.nn.functional.normalize(c, dim=1),
+                      torch.nn.functional.normalize(d, dim=1), 0.07, 0.01, 0.85)
+        (sup + 0.1 * uns).backward()
+        grads.append([t.grad for t in leaves])
+    for got, want in zip(*grads):
+        assert torch.allclose(got, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
+        assert float(want.abs().max()) > 0
+
+
 def test_sampled_contrastive_loss_is_unbiased():
     """Mean over random anchor-row samples → the full loss (each group large enough to be
     sampled every time; tolerance ≈ 4 standard errors)."""
