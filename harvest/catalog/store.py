@@ -12,6 +12,9 @@ that project (the writes themselves: :mod:`harvest.catalog.writer`).
 Read methods return pandas DataFrames; coordinates are float pixels of the referenced micrograph
 (DESIGN.md frame: x = column, y = row, origin at the first stored pixel, no flip); how particles
 are stored is :mod:`harvest.catalog.codec`'s business.
+
+Long module: the catalog's whole read and write API is one class, so that a caller finds every
+query it may run in one place.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pandas as pd
 import sqlite_utils
 
 from harvest.catalog import compat, external, schema
-from harvest.catalog.codec import DEFAULT_SCORE_SCALE, read_set
+from harvest.catalog.codec import DEFAULT_SCORE_SCALE, read_centres, read_set
 from harvest.catalog.sqlvalues import db_text, utcnow
 from harvest.catalog.writer import ProjectState, ProjectWriter, StoredJob
 from harvest.conventions import STAGES
@@ -250,6 +253,25 @@ class Catalog:
                                         shifts.get(sid, 0)))
         if not parts:
             return read_set(self.conn, -1, DEFAULT_SCORE_SCALE)
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+    def particle_centres(self, set_ids: Iterable[int]) -> pd.DataFrame:
+        """:meth:`particles` without ``raw_x, raw_y, raw_z, uid``: DataFrame[set_id,
+        micrograph_id, x, y, z, score, class_id], same values and order, read at about twice the
+        speed (what an export needs)."""
+        ids = [int(s) for s in set_ids]
+        scales = dict(self.conn.execute(
+            f"SELECT id, score_scale FROM particle_sets WHERE id IN ({','.join('?' * len(ids))})",
+            ids).fetchall()) if ids else {}
+        shifts = self._class_shifts(ids)
+        parts = []
+        for sid in ids:
+            if sid not in scales:
+                raise ValueError(f"no particle set {sid} in catalog {self.path}")
+            parts.append(compat.shift_classes(
+                read_centres(self.conn, sid, scales[sid] or DEFAULT_SCORE_SCALE), shifts.get(sid, 0)))
+        if not parts:
+            return read_centres(self.conn, -1, DEFAULT_SCORE_SCALE)
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     def micrograph_particles(self, micrograph_id: int,
