@@ -39,8 +39,7 @@ _HALF_3D = tuple(o for o in _ALL_3D if o > (0, 0, 0))
 class _Grid:
     """Points sorted by cell key; per cell its first point and size."""
 
-    def __init__(self, code: np.ndarray, cells: np.ndarray, lo: np.ndarray, radix: np.ndarray):
-        key = _keys(code, cells, lo, radix)
+    def __init__(self, key: np.ndarray):
         self.order = np.argsort(key, kind="stable")
         k = key[self.order]
         start = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
@@ -53,116 +52,133 @@ class _Grid:
 
 def _keys(code, cells, lo, radix) -> np.ndarray:
     key = code.astype(np.int64)
-    for d in range(3):
-        key = key * radix[d] + (cells[:, d] - lo[d])
+    for d, c in enumerate(cells):
+        key = key * radix[d] + (c - lo[d])
     return key
 
 
-def _layout(code_all: np.ndarray, cells_all: np.ndarray):
-    """(lower corner, radix per axis) with one spare cell each side, or None if the keys of
-    (micrograph, cx, cy, cz) would not fit in 62 bits."""
-    if not len(cells_all):
-        return np.zeros(3, np.int64), np.ones(3, np.int64)
-    lo = cells_all.min(axis=0) - 1
-    radix = cells_all.max(axis=0) - lo + 2
-    span = float(code_all.max() + 1) * float(np.prod(radix.astype(np.float64)))
+def _layout(codes: list[np.ndarray], cells: list[list[np.ndarray]]):
+    """(lower corner, radix) per axis with one spare cell each side, or None if the keys of
+    (micrograph, cells…) would not fit in 62 bits."""
+    ndim = len(cells[0])
+    lo = np.array([min(int(c[d].min()) for c in cells if len(c[d])) - 1 for d in range(ndim)],
+                  dtype=np.int64)
+    hi = np.array([max(int(c[d].max()) for c in cells if len(c[d])) + 1 for d in range(ndim)],
+                  dtype=np.int64)
+    radix = hi - lo + 1
+    span = float(max(int(c.max()) for c in codes if len(c)) + 1) * float(
+        np.prod(radix.astype(np.float64)))
     if span >= 2.0**62:
         return None
     return lo, radix
 
 
-def _cells(u: np.ndarray) -> np.ndarray | None:
-    if not np.isfinite(u).all() or (np.abs(u) >= 2.0**52).any():
-        return None
-    return np.floor(u).astype(np.int64)
+def _cells(axes: list[np.ndarray]) -> list[np.ndarray] | None:
+    out = []
+    for a in axes:
+        if not np.isfinite(a).all() or (np.abs(a) >= 2.0**52).any():
+            return None
+        out.append(np.floor(a).astype(np.int64))
+    return out
 
 
-def _expand(src: np.ndarray, start: np.ndarray, count: np.ndarray):
-    """Pairs (src[i], start[i] + k) for k < count[i]."""
-    total = int(count.sum())
-    if total == 0:
+def _expand(src: np.ndarray | None, start: np.ndarray, count: np.ndarray):
+    """Pairs (src[i], start[i] + k) for k < count[i] (src None: i itself); only the rows
+    with a count are expanded."""
+    has = np.flatnonzero(count)
+    if not len(has):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    count, start = count[has], start[has]
+    total = int(count.sum())
     first = np.cumsum(count) - count
-    i = np.repeat(src, count)
+    i = np.repeat(has if src is None else src[has], count)
     j = np.repeat(start - first, count) + np.arange(total, dtype=np.int64)
     return i, j
 
 
-def _neighbour_runs(grid: _Grid, src_keys: np.ndarray, offset_key: int):
-    """For query keys ``src_keys`` (cell keys of query points) and one offset: (start, count)
-    of the run of ``grid``'s sorted points in the neighbouring cell."""
-    target = src_keys + offset_key
+def _neighbour_runs(grid: _Grid, keys: np.ndarray, offset_key: int):
+    """For query cell keys ``keys`` and one offset: (start, count) of the run of ``grid``'s
+    sorted points in the neighbouring cell (count 0 where that cell is empty)."""
+    target = keys + offset_key
     pos = np.searchsorted(grid.cell_keys, target)
-    pos_c = np.minimum(pos, len(grid.cell_keys) - 1)
-    hit = grid.cell_keys[pos_c] == target if len(grid.cell_keys) else np.zeros(len(target), bool)
-    count = np.where(hit, grid.cell_size[pos_c], 0)
-    start = np.where(hit, grid.cell_start[pos_c], 0)
-    return start, count
+    np.minimum(pos, len(grid.cell_keys) - 1, out=pos)
+    hit = grid.cell_keys[pos] == target
+    count = np.where(hit, grid.cell_size[pos], 0)
+    return grid.cell_start[pos], count
 
 
-def _d2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = a[:, 0] - b[:, 0]
-    s = d * d
-    d = a[:, 1] - b[:, 1]
-    s = s + d * d
-    d = a[:, 2] - b[:, 2]
-    return s + d * d
+def _d2(a: list[np.ndarray], i: np.ndarray, b: list[np.ndarray], j: np.ndarray) -> np.ndarray:
+    """Squared distances of pairs (a[i], b[j]), axes added in order (as scipy does)."""
+    s = None
+    for ua, ub in zip(a, b):
+        d = ua[i] - ub[j]
+        s = d * d if s is None else s + d * d
+    return s
 
 
 def _offset_key(o, radix) -> int:
-    return int((o[0] * radix[1] + o[1]) * radix[2] + o[2])
+    k = 0
+    for d in range(len(radix)):
+        k = k * int(radix[d]) + o[d]
+    return k
 
 
-def close_pairs(code: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All close pairs (i < j as indices of the input) among points ``u`` (n × 3) with
-    micrograph codes ``code``; see the module docstring."""
-    n = len(u)
-    cells = _cells(u)
-    lay = None if cells is None else _layout(code, cells)
+def close_pairs(code: np.ndarray, axes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All close pairs (i < j as indices of the input) among points with micrograph codes
+    ``code`` and coordinates ``axes`` ([x, y] or [x, y, z], in units of their radius; a z of 0
+    adds nothing to a distance, so 2D points may sit among 3D ones); see the module docstring."""
+    if len(code) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cells = _cells(axes)
+    lay = None if cells is None else _layout([code], [cells])
     if lay is None:
-        return _kdtree_pairs(code, u)
+        return _kdtree_pairs(code, axes)
     lo, radix = lay
-    g = _Grid(code, cells, lo, radix)
-    us = u[g.order]
-    flat = bool((cells[:, 2] == cells[0, 2]).all()) if n else True
+    g = _Grid(_keys(code, cells, lo, radix))
+    us = [a[g.order] for a in axes]
+    n = len(code)
     ii, jj = [], []
-    # the same cell: later points of the run
-    rank = np.arange(n, dtype=np.int64) - g.cell_start[g.point_cell]
-    count = g.cell_size[g.point_cell] - rank - 1
-    i, j = _expand(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64) + 1, count)
+    # the same cell: the later points of its run
+    start = g.cell_start[g.point_cell]
+    count = g.cell_size[g.point_cell] - (np.arange(n, dtype=np.int64) - start) - 1
+    i, j = _expand(None, np.arange(1, n + 1, dtype=np.int64), count)
     ii.append(i)
     jj.append(j)
-    for o in (_HALF_2D if flat else _HALF_3D):
-        start, count = _neighbour_runs(g, g.sorted_keys, _offset_key(o, radix))
-        i, j = _expand(np.arange(n, dtype=np.int64), start, count)
+    half = _HALF_2D if len(axes) == 2 else _HALF_3D
+    for o in half:
+        start, count = _neighbour_runs(g, g.sorted_keys, _offset_key(o[:len(axes)], radix))
+        i, j = _expand(None, start, count)
         ii.append(i)
         jj.append(j)
     i, j = np.concatenate(ii), np.concatenate(jj)
-    close = _d2(us[i], us[j]) <= LIMIT2
+    close = _d2(us, i, us, j) <= LIMIT2
     a, b = g.order[i[close]], g.order[j[close]]
     return np.minimum(a, b), np.maximum(a, b)
 
 
-def near(code_c: np.ndarray, u_c: np.ndarray, code_o: np.ndarray, u_o: np.ndarray) -> np.ndarray:
-    """For each candidate point: is a point of the other set close (``√d² < 1 − 1e-9``)?"""
-    out = np.zeros(len(u_c), dtype=bool)
-    if not len(u_c) or not len(u_o):
+def near(code_c: np.ndarray, ax_c: list[np.ndarray], code_o: np.ndarray,
+         ax_o: list[np.ndarray]) -> np.ndarray:
+    """For each candidate point (codes ``code_c``, coordinates ``ax_c`` as in
+    :func:`close_pairs`): is a point of the other set close (``√d² < 1 − 1e-9``)?"""
+    out = np.zeros(len(code_c), dtype=bool)
+    if not len(code_c) or not len(code_o):
         return out
-    cells_c, cells_o = _cells(u_c), _cells(u_o)
+    three = len(ax_c) > 2
+    cells_c, cells_o = _cells(ax_c), _cells(ax_o)
     lay = None
     if cells_c is not None and cells_o is not None:
-        lay = _layout(np.concatenate([code_c, code_o]), np.concatenate([cells_c, cells_o]))
+        lay = _layout([code_c, code_o], [cells_c, cells_o])
     if lay is None:
-        return _kdtree_near(code_c, u_c, code_o, u_o)
+        return _kdtree_near(code_c, ax_c, code_o, ax_o)
     lo, radix = lay
-    g = _Grid(code_o, cells_o, lo, radix)
-    uo = u_o[g.order]
+    g = _Grid(_keys(code_o, cells_o, lo, radix))
+    uo = [a[g.order] for a in ax_o]
     keys = _keys(code_c, cells_c, lo, radix)
-    flat = bool((cells_c[:, 2] == cells_c[0, 2]).all() and (cells_o[:, 2] == cells_c[0, 2]).all())
-    for o in (_ALL_2D if flat else _ALL_3D):
-        start, count = _neighbour_runs(g, keys, _offset_key(o, radix))
-        i, j = _expand(np.arange(len(u_c), dtype=np.int64), start, count)
-        hit = np.sqrt(_d2(u_c[i], uo[j])) < LIMIT
+    src = np.arange(len(code_c), dtype=np.int64)
+    for o in (_ALL_3D if three else _ALL_2D):
+        start, count = _neighbour_runs(g, keys, _offset_key(o[:len(ax_c)], radix))
+        i, j = _expand(src, start, count)
+        hit = np.sqrt(_d2(ax_c, i, uo, j)) < LIMIT
         out[i[hit]] = True
     return out
 
@@ -187,28 +203,31 @@ def greedy_keep(n: int, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return state > 0
 
 
-def _kdtree_pairs(code, u):
+def _stack(code, axes) -> np.ndarray:
+    z = axes[2] if len(axes) > 2 else np.zeros(len(code))
+    return np.column_stack([axes[0], axes[1], z, code.astype(np.float64) * 3.0])
+
+
+def _kdtree_pairs(code, axes):
     from scipy.spatial import cKDTree
 
-    finite = np.isfinite(u).all(axis=1)
-    idx = np.flatnonzero(finite)
+    pts = _stack(code, axes)
+    idx = np.flatnonzero(np.isfinite(pts).all(axis=1))
     if len(idx) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    pts = np.column_stack([u[idx], code[idx].astype(np.float64) * 3.0])
-    pairs = cKDTree(pts).query_pairs(LIMIT, output_type="ndarray")
+    pairs = cKDTree(pts[idx]).query_pairs(LIMIT, output_type="ndarray")
     a, b = idx[pairs[:, 0]], idx[pairs[:, 1]]
     return np.minimum(a, b), np.maximum(a, b)
 
 
-def _kdtree_near(code_c, u_c, code_o, u_o):
+def _kdtree_near(code_c, ax_c, code_o, ax_o):
     from scipy.spatial import cKDTree
 
-    out = np.zeros(len(u_c), dtype=bool)
-    fc, fo = np.isfinite(u_c).all(axis=1), np.isfinite(u_o).all(axis=1)
+    out = np.zeros(len(code_c), dtype=bool)
+    pc, po = _stack(code_c, ax_c), _stack(code_o, ax_o)
+    fc, fo = np.isfinite(pc).all(axis=1), np.isfinite(po).all(axis=1)
     if not fc.any() or not fo.any():
         return out
-    po = np.column_stack([u_o[fo], code_o[fo].astype(np.float64) * 3.0])
-    pc = np.column_stack([u_c[fc], code_c[fc].astype(np.float64) * 3.0])
-    dist, _ = cKDTree(po).query(pc, k=1, distance_upper_bound=1.0)
+    dist, _ = cKDTree(po[fo]).query(pc[fc], k=1, distance_upper_bound=1.0)
     out[np.flatnonzero(fc)[dist < LIMIT]] = True
     return out

@@ -231,17 +231,19 @@ def dedup_keep(code, x, y, z, radius, rank, score, set_id) -> np.ndarray:
     # priority order: rank ↓, score ↓ (NaN last), set ↑ (NaN last), row ↑
     score = np.where(np.isnan(score), -np.inf, score)
     set_id = np.where(np.isnan(set_id), np.inf, set_id)
-    order = np.lexsort((np.arange(n), set_id, -score, -rank))
-    u, valid = _unit(code, x, y, z, radius, code)
-    idx = np.flatnonzero(valid)
-    if len(idx) < 2:
-        return keep
-    i, j = neighbours.close_pairs(code[idx], u[idx])
+    order = np.lexsort((set_id, -score, -rank))  # stable: row order breaks the last ties
+    axes, valid = _unit(code, x, y, z, radius, code)
+    if valid.all():
+        i, j = neighbours.close_pairs(code, axes)
+    else:
+        idx = np.flatnonzero(valid)
+        i, j = neighbours.close_pairs(code[idx], [a[idx] for a in axes])
+        i, j = idx[i], idx[j]
     if not len(i):
         return keep
     position = np.empty(n, dtype=np.int64)
     position[order] = np.arange(n)
-    a, b = position[idx[i]], position[idx[j]]
+    a, b = position[i], position[j]
     kept = neighbours.greedy_keep(n, np.minimum(a, b), np.maximum(a, b))
     keep[order[~kept]] = False
     return keep
@@ -254,27 +256,35 @@ def far_from(code, x, y, z, radius, code_o, x_o, y_o, z_o, radius_o) -> np.ndarr
         return keep
     both = np.concatenate([code, code_o])
     zz = np.concatenate([z, z_o])
-    u, valid = _unit(code, x, y, z, radius, both, zz)
-    uo, valid_o = _unit(code_o, x_o, y_o, z_o, radius_o, both, zz)
+    ax, valid = _unit(code, x, y, z, radius, both, zz)
+    ax_o, valid_o = _unit(code_o, x_o, y_o, z_o, radius_o, both, zz)
     if not valid.any() or not valid_o.any():
         return keep
+    if len(ax) != len(ax_o):  # one side has z: the other's is 0
+        ax, ax_o = ([*a, np.zeros(len(a[0]))] if len(a) == 2 else a for a in (ax, ax_o))
     vc = np.flatnonzero(valid)
-    near = neighbours.near(code[vc], u[vc], code_o[valid_o], uo[valid_o])
+    near = neighbours.near(code[vc], [a[vc] for a in ax], code_o[valid_o],
+                           [a[valid_o] for a in ax_o])
     keep[vc[near]] = False
     return keep
 
 
 def _unit(code, x, y, z, radius, all_codes, all_z=None):
-    """(points in units of their radius, n × 3; valid: radius known and > 0). z counts on
-    micrographs where every pick (among ``all_codes``/``all_z``) has a finite z."""
+    """(coordinates in units of their radius: [x, y] or [x, y, z]; valid: radius known and
+    > 0). z counts on micrographs where every pick (among ``all_codes``/``all_z``) has a finite
+    z; elsewhere it is 0."""
     all_z = z if all_z is None else all_z
     valid = np.isfinite(radius) & (radius > 0)
-    r = np.where(valid, radius, 1.0)
-    ncode = int(all_codes.max()) + 1 if len(all_codes) else 0
-    flat = np.bincount(all_codes[~np.isfinite(all_z)], minlength=ncode) > 0
-    zz = np.where(flat[code], 0.0, z) if len(code) else z
-    u = np.column_stack([x / r, y / r, np.nan_to_num(zz) / r])
-    return u, valid
+    r = radius if valid.all() else np.where(valid, radius, 1.0)
+    axes = [x / r, y / r]
+    finite = np.isfinite(all_z)
+    if finite.any():
+        ncode = int(all_codes.max()) + 1
+        flat = np.bincount(all_codes[~finite], minlength=ncode) > 0
+        zz = np.where(flat[code], 0.0, z)
+        if (zz != 0).any():
+            axes.append(np.nan_to_num(zz) / r)
+    return axes, valid
 
 
 def _codes(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
