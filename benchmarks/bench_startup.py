@@ -4,11 +4,14 @@
 
 Every Slurm array shard of ``pick`` pays its start-up again, so it is measured alone: a tiny
 CenterNet checkpoint is trained once (one epoch on two generated micrographs, through the
-real ``cryoglean train centernet`` of this checkout), then ``cryoglean pick centernet`` picks one
-576×448 micrograph ``--repeat`` times in fresh processes. Rows: the whole command, the bare
-``python -c pass``, and the import of the pick entry point alone (``-X importtime`` is not
-needed: wall time of the import in a fresh interpreter), plus whether pytorch_lightning was
-loaded. Run it on two versions with ``benchmarks/before_after.py`` for a before/after.
+real ``cryoglean train centernet`` of the checkout this script is in), then ``cryoglean pick
+centernet`` of the code under test picks one 576×448 micrograph ``--repeat`` times in fresh
+processes. Rows: the bare ``python -c pass``, ``python -c "import torch"`` (the floor: inference
+needs torch), the import of the pick entry point alone (wall time of the import in a fresh
+interpreter), and the whole command, plus whether pytorch_lightning was loaded by the pick run.
+Run it on two versions with ``benchmarks/before_after.py --script-from-after`` for a
+before/after (the checkpoint is trained by the after tree, whose trainer reads the script's
+minimal label files).
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ def main(argv=None) -> int:
     env = {**os.environ, "PYTHONPATH": str(CODE)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        subprocess.run(_cli("demo-data", str(tmp / "fac"), "--force"), check=True, env=env,
-                       capture_output=True, cwd=CODE)
+        own = {**os.environ, "PYTHONPATH": str(REPO)}  # data and checkpoint: this tree
+        subprocess.run(_cli("demo-data", str(tmp / "fac"), "--force"), check=True, env=own,
+                       capture_output=True, cwd=REPO)
         mics = sorted((tmp / "fac").rglob("*.mrc"))
         mics = [m for m in mics if "micrographs" in m.parts][:2]
         data = tmp / "data"
@@ -65,7 +69,7 @@ def main(argv=None) -> int:
                             "--label_type", "star", "--exp_id", "tiny", "--output",
                             str(tmp / "runs"), "--num_epoch", "1", "--gpus", "-1",
                             "--val_pct", "0", "--test_pct", "0", "--input_width", "256"),
-                       check=True, env=env, capture_output=True, cwd=CODE)
+                       check=True, env=own, capture_output=True, cwd=REPO)
         ckpt = tmp / "runs" / "tiny" / "weights" / "last.ckpt"
         one = tmp / "one"
         one.mkdir()
@@ -74,6 +78,15 @@ def main(argv=None) -> int:
                     "--output", str(tmp / "picks"), "--output_type", "star", "--gpus", "-1")
         t_pick = _median_wall(pick, args.repeat, env)
         t_py = _median_wall([sys.executable, "-c", "pass"], args.repeat, env)
+        t_torch = _median_wall([sys.executable, "-c", "import torch"], args.repeat, env)
+        run_probe = ("import sys, runpy; sys.argv = ['cryoglean', *sys.argv[1:]]\n"
+                     "try:\n    runpy.run_module('cryoglean.cli', run_name='__main__')\n"
+                     "except SystemExit:\n    pass\n"
+                     "print('LIGHTNING', any(m.split('.')[0] in ('pytorch_lightning', "
+                     "'lightning') for m in sys.modules))")
+        ran = subprocess.run([sys.executable, "-c", run_probe, *pick[3:]], env=env, cwd=CODE,
+                             capture_output=True, text=True).stdout
+        pick_lightning = "LIGHTNING True" in ran
         probe = ("import sys, time, json; t=time.perf_counter(); "
                  "import cryoglean.cli, importlib; "
                  "g = cryoglean.cli.cli.get_command(None, 'pick'); "
@@ -86,9 +99,11 @@ def main(argv=None) -> int:
     print("| step | median wall s |")
     print("|---|---:|")
     print(f"| `python -c pass` | {t_py:.2f} |")
+    print(f"| `python -c \"import torch\"` (the floor) | {t_torch:.2f} |")
     print(f"| loading the pick command (`pick centernet`) | {res['s']:.2f} |")
     print(f"| `cryoglean pick centernet`, one 576×448 micrograph, command to exit | {t_pick:.2f} |")
-    print(f"\npytorch_lightning imported by loading the pick command: {res['lightning']}")
+    print(f"\npytorch_lightning imported by loading the pick command: {res['lightning']}; "
+          f"by a whole pick run: {pick_lightning}; load average {os.getloadavg()[0]:.1f}")
     return 0
 
 
