@@ -28,8 +28,9 @@ Rules (each one recorded in the export's manifest)
   that need a box then ask for ``--diameter``). In pixels: Å / micrograph pixel size.
 * **De-duplication** across the union of sets: particles closer than ``min_separation`` Å
   (default ``0.5 × diameter``) on the same micrograph are one particle; the one kept is the one
-  of the higher stage, then higher score, then lower set id (greedy in that order, with a
-  ``scipy.spatial.cKDTree`` per micrograph). Uses the recentred ``x, y``.
+  of the higher stage, then higher score, then lower set id, then the earlier row (greedy in
+  that order; close pairs by grid hashing, :mod:`converters.neighbours`, the same pairs a
+  KD-tree finds). Uses the recentred ``x, y``.
 * **Flip.** ``flip_y`` maps ``y → ny − y`` (``harvest.conventions.flip_y``); never implicit.
 * **Sizes.** ``nx, ny`` of each micrograph: the catalog's, else its file header's, else
   ``micrograph_size`` (:mod:`converters.sizes`; ``size_source`` says which). Micrographs may be
@@ -37,6 +38,11 @@ Rules (each one recorded in the export's manifest)
 * **Shared catalogs.** Only projects whose root the user can read and list
   (``os.access(root, R_OK | X_OK)``) are used; others are skipped with a warning and listed in
   the manifest; selecting only unreadable projects is an error.
+
+Internally picks are parallel numpy arrays with an integer micrograph code (one per
+``"<project_id>:<key>"``), read with :meth:`harvest.catalog.Catalog.particle_centres`; strings
+appear only in the micrograph table, and the output frames carry ``mic`` and ``stage`` as
+Categoricals.
 
 Output coordinates are float pixels of the micrograph file named in ``Selection.micrographs``
 (DESIGN.md frame: x = column, y = row), after the optional flip, before any export scaling.

@@ -475,6 +475,48 @@ def test_the_generated_catalog_exercises_the_rules(tmp_path):
     assert rec["not_deduplicated_micrographs"]  # project 2: no box size, no diameter
 
 
+def test_lean_read_equals_the_full_read(tmp_path):
+    """``Catalog.particle_centres`` gives ``Catalog.particles``' columns exactly: 2D and 3D
+    sets, NaN scores, classes, and a centre beyond the packed range (the full-read fallback)."""
+    from harvest.catalog import Catalog
+    from harvest.records import JobRecord, JobScan, ParticleSetRecord, ProjectScan
+
+    rng = np.random.default_rng(3)
+    n = 500
+    mics = [_mic(f"m{i}.mrc", f"m{i}") for i in range(5)]
+    base = pd.DataFrame({
+        "micrograph": [mics[i].path for i in np.sort(rng.integers(0, 5, n))],
+        "raw_x": rng.uniform(0, 1000, n), "raw_y": rng.uniform(0, 800, n),
+        "score": np.where(rng.uniform(size=n) < 0.2, np.nan, rng.normal(0, 5, n)),
+        "class_id": rng.integers(-1, 40, n), "uid": rng.integers(-2**62, 2**62, n),
+    })
+    flat = base.assign(x=base["raw_x"] + rng.normal(0, 3, n), y=base["raw_y"] - 2.5)
+    tomo = flat.assign(raw_z=rng.uniform(0, 200, n), z=lambda d: d["raw_z"] + 1.25)
+    far = flat.copy()
+    far.loc[0, ["raw_x", "x"]] = [2.0e6, 2.0e6 + 2.0e5]  # centre beyond ±2^31 milli-px
+    db = tmp_path / "c.db"
+    with Catalog(db) as cat:
+        scan = ProjectScan(root=str(tmp_path), software="cryosparc", version="4")
+        with cat.write_project(scan) as w:
+            rec = JobRecord(key="J1", raw_type="x", kind="other", status="completed",
+                            micrographs=mics, particle_sets=[
+                                ParticleSetRecord("flat", "refined", flat, "a.cs"),
+                                ParticleSetRecord("tomo", "picked", tomo, "b.cs", is_3d=True),
+                                ParticleSetRecord("far", "picked", far, "c.cs")])
+            w.put_job(JobScan(key="J1", raw_type="x", kind="other", status="completed"), rec)
+    with Catalog(db, readonly=True) as cat:
+        ids = list(cat.particle_sets()["id"])
+        full, lean = cat.particles(ids), cat.particle_centres(ids)
+        assert list(lean.columns) == ["set_id", "micrograph_id", "x", "y", "z", "score",
+                                      "class_id"]
+        for col in lean.columns:
+            assert lean[col].dtype == full[col].dtype, col
+            np.testing.assert_array_equal(lean[col].to_numpy(), full[col].to_numpy(), col)
+        assert np.isfinite(lean["z"]).sum() == n and lean["score"].isna().any()
+        assert lean["x"].max() > 2.1e6
+        assert cat.particle_centres([]).empty
+
+
 if __name__ == "__main__":  # print the golden digests of the code on PYTHONPATH
     import tempfile
 
