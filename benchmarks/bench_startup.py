@@ -4,11 +4,14 @@
 
 Every Slurm array shard of ``pick`` pays its start-up again, so it is measured alone: a tiny
 CenterNet checkpoint is trained once (one epoch on two generated micrographs, through the
-real ``cryoglean train centernet`` of this checkout), then ``cryoglean pick centernet`` picks one
-576×448 micrograph ``--repeat`` times in fresh processes. Rows: the whole command, the bare
-``python -c pass``, and the import of the pick entry point alone (``-X importtime`` is not
-needed: wall time of the import in a fresh interpreter), plus whether pytorch_lightning was
-loaded. Run it on two versions with ``benchmarks/before_after.py`` for a before/after.
+real ``cryoglean train centernet`` of the checkout this script is in), then ``cryoglean pick
+centernet`` of the code under test picks one 576×448 micrograph ``--repeat`` times in fresh
+processes. Rows: the bare ``python -c pass``, ``python -c "import torch"`` (the floor: inference
+needs torch), the import of the pick entry point alone (wall time of the import in a fresh
+interpreter), and the whole command, plus whether pytorch_lightning was loaded by the pick run.
+Run it on two versions with ``benchmarks/before_after.py --script-from-after`` for a
+before/after (the checkpoint is trained by the after tree, whose trainer reads the script's
+minimal label files).
 """
 
 from __future__ import annotations
@@ -32,13 +35,19 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "cryoglean.cli", *args]
 
 
-def _median_wall(cmd: list[str], repeat: int, env: dict) -> float:
-    times = []
+def _median_times(cmd: list[str], repeat: int, env: dict) -> tuple[float, float]:
+    """(median wall s, median CPU s of the child: user + system, what a core costs)."""
+    import resource
+
+    times, cpu = [], []
     for _ in range(repeat):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=CODE)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def main(argv=None) -> int:
@@ -48,8 +57,9 @@ def main(argv=None) -> int:
     env = {**os.environ, "PYTHONPATH": str(CODE)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        subprocess.run(_cli("demo-data", str(tmp / "fac"), "--force"), check=True, env=env,
-                       capture_output=True, cwd=CODE)
+        own = {**os.environ, "PYTHONPATH": str(REPO)}  # data and checkpoint: this tree
+        subprocess.run(_cli("demo-data", str(tmp / "fac"), "--force"), check=True, env=own,
+                       capture_output=True, cwd=REPO)
         mics = sorted((tmp / "fac").rglob("*.mrc"))
         mics = [m for m in mics if "micrographs" in m.parts][:2]
         data = tmp / "data"
@@ -65,15 +75,24 @@ def main(argv=None) -> int:
                             "--label_type", "star", "--exp_id", "tiny", "--output",
                             str(tmp / "runs"), "--num_epoch", "1", "--gpus", "-1",
                             "--val_pct", "0", "--test_pct", "0", "--input_width", "256"),
-                       check=True, env=env, capture_output=True, cwd=CODE)
+                       check=True, env=own, capture_output=True, cwd=REPO)
         ckpt = tmp / "runs" / "tiny" / "weights" / "last.ckpt"
         one = tmp / "one"
         one.mkdir()
         os.symlink(mics[0], one / mics[0].name)
         pick = _cli("pick", "centernet", "--data", str(one), "--load_model", str(ckpt),
                     "--output", str(tmp / "picks"), "--output_type", "star", "--gpus", "-1")
-        t_pick = _median_wall(pick, args.repeat, env)
-        t_py = _median_wall([sys.executable, "-c", "pass"], args.repeat, env)
+        t_pick = _median_times(pick, args.repeat, env)
+        t_py = _median_times([sys.executable, "-c", "pass"], args.repeat, env)
+        t_torch = _median_times([sys.executable, "-c", "import torch"], args.repeat, env)
+        run_probe = ("import sys, runpy; sys.argv = ['cryoglean', *sys.argv[1:]]\n"
+                     "try:\n    runpy.run_module('cryoglean.cli', run_name='__main__')\n"
+                     "except SystemExit:\n    pass\n"
+                     "print('LIGHTNING', any(m.split('.')[0] in ('pytorch_lightning', "
+                     "'lightning') for m in sys.modules))")
+        ran = subprocess.run([sys.executable, "-c", run_probe, *pick[3:]], env=env, cwd=CODE,
+                             capture_output=True, text=True).stdout
+        pick_lightning = "LIGHTNING True" in ran
         probe = ("import sys, time, json; t=time.perf_counter(); "
                  "import cryoglean.cli, importlib; "
                  "g = cryoglean.cli.cli.get_command(None, 'pick'); "
@@ -83,12 +102,15 @@ def main(argv=None) -> int:
         res = json.loads(subprocess.run([sys.executable, "-c", probe], check=True, env=env,
                                         capture_output=True, text=True,
                                         cwd=CODE).stdout.strip().splitlines()[-1])
-    print("| step | median wall s |")
-    print("|---|---:|")
-    print(f"| `python -c pass` | {t_py:.2f} |")
-    print(f"| loading the pick command (`pick centernet`) | {res['s']:.2f} |")
-    print(f"| `cryoglean pick centernet`, one 576×448 micrograph, command to exit | {t_pick:.2f} |")
-    print(f"\npytorch_lightning imported by loading the pick command: {res['lightning']}")
+    print("| step | median wall s | median CPU s |")
+    print("|---|---:|---:|")
+    print(f"| `python -c pass` | {t_py[0]:.2f} | {t_py[1]:.2f} |")
+    print(f"| `python -c \"import torch\"` (the floor) | {t_torch[0]:.2f} | {t_torch[1]:.2f} |")
+    print(f"| loading the pick command (`pick centernet`) | {res['s']:.2f} | |")
+    print(f"| `cryoglean pick centernet`, one 576×448 micrograph, command to exit | "
+          f"{t_pick[0]:.2f} | {t_pick[1]:.2f} |")
+    print(f"\npytorch_lightning imported by loading the pick command: {res['lightning']}; "
+          f"by a whole pick run: {pick_lightning}; load average {os.getloadavg()[0]:.1f}")
     return 0
 
 

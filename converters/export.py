@@ -309,19 +309,35 @@ def _usable(table: pd.DataFrame, spec, img: dict) -> tuple[pd.DataFrame, list[di
 
 def _scaled(picks: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """Picks in pixels of the exported images: ``x * nx'/nx``, ``y * ny'/ny``, diameter by the
-    x ratio; with the micrograph's stem, split and exported size."""
+    x ratio; with the micrograph's stem and split (Categoricals: no string per pick) and
+    exported size."""
     if picks is None or picks.empty:
         return pd.DataFrame(columns=["stem", "split", "x", "y", "score", "diameter", "class_id"])
-    t = table.set_index("mic")
-    picks = picks[picks["mic"].isin(t.index)]
-    sx = picks["mic"].map(t["scale_x"]).to_numpy(float)
-    sy = picks["mic"].map(t["scale_y"]).to_numpy(float)
+    t = table.reset_index(drop=True)
+    mic = picks["mic"]
+    if isinstance(mic.dtype, pd.CategoricalDtype):  # the selection's: rows via the categories
+        row_of = pd.Index(t["mic"]).get_indexer(mic.cat.categories)
+        codes = mic.cat.codes.to_numpy()
+        row = np.where(codes >= 0, row_of[np.maximum(codes, 0)], -1)
+    else:
+        row = pd.Index(t["mic"]).get_indexer(mic)
+    inside = row >= 0
+    if not inside.all():
+        picks, row = picks[inside], row[inside]
+    sx = t["scale_x"].to_numpy(float)[row] if len(t) else np.zeros(0)
+    sy = t["scale_y"].to_numpy(float)[row] if len(t) else np.zeros(0)
+    stems = t["stem"].astype(str)
+    stem = (pd.Categorical.from_codes(row, categories=stems) if stems.is_unique
+            else stems.to_numpy()[row])
+    splits = pd.Index(sorted(set(t["split"].astype(str))))
+    split = pd.Categorical.from_codes(splits.get_indexer(t["split"].astype(str))[row],
+                                      categories=splits)
     return pd.DataFrame(
         {
             "z": pd.to_numeric(picks["z"], errors="coerce").to_numpy(float)
             if "z" in picks.columns else np.nan,
-            "stem": picks["mic"].map(t["stem"]).to_numpy(),
-            "split": picks["mic"].map(t["split"]).to_numpy(),
+            "stem": stem,
+            "split": split,
             "x": picks["x"].to_numpy(float) * sx,
             "y": picks["y"].to_numpy(float) * sy,
             "score": pd.to_numeric(picks["score"], errors="coerce").to_numpy(float),

@@ -83,11 +83,16 @@ class ExportWriter:
         return files
 
     def _picks_frame(self, picks, image_ext) -> pd.DataFrame:
-        name = picks["stem"].astype(str)
-        if self.spec.writes_table and self.layout.micrograph_name == "file":
-            name = name + image_ext
+        stem = picks["stem"]
+        suffix = image_ext if (self.spec.writes_table
+                               and self.layout.micrograph_name == "file") else ""
+        if isinstance(stem.dtype, pd.CategoricalDtype):  # one string per micrograph, not pick
+            names = np.asarray([f"{c}{suffix}" for c in stem.cat.categories], dtype=object)
+            name = names[stem.cat.codes.to_numpy()] if len(names) else np.zeros(0, object)
+        else:
+            name = (stem.astype(str) + suffix).to_numpy()
         frame = pd.DataFrame(
-            {"micrograph": name.to_numpy(), "x": picks["x"].to_numpy(float),
+            {"micrograph": name, "x": picks["x"].to_numpy(float),
              "y": picks["y"].to_numpy(float)}
         )
         if picks["score"].notna().any():

@@ -28,8 +28,9 @@ Rules (each one recorded in the export's manifest)
   that need a box then ask for ``--diameter``). In pixels: Å / micrograph pixel size.
 * **De-duplication** across the union of sets: particles closer than ``min_separation`` Å
   (default ``0.5 × diameter``) on the same micrograph are one particle; the one kept is the one
-  of the higher stage, then higher score, then lower set id (greedy in that order, with a
-  ``scipy.spatial.cKDTree`` per micrograph). Uses the recentred ``x, y``.
+  of the higher stage, then higher score, then lower set id, then the earlier row (greedy in
+  that order; close pairs by grid hashing, :mod:`converters.neighbours`, the same pairs a
+  KD-tree finds). Uses the recentred ``x, y``.
 * **Flip.** ``flip_y`` maps ``y → ny − y`` (``harvest.conventions.flip_y``); never implicit.
 * **Sizes.** ``nx, ny`` of each micrograph: the catalog's, else its file header's, else
   ``micrograph_size`` (:mod:`converters.sizes`; ``size_source`` says which). Micrographs may be
@@ -37,6 +38,11 @@ Rules (each one recorded in the export's manifest)
 * **Shared catalogs.** Only projects whose root the user can read and list
   (``os.access(root, R_OK | X_OK)``) are used; others are skipped with a warning and listed in
   the manifest; selecting only unreadable projects is an error.
+
+Internally picks are parallel numpy arrays with an integer micrograph code (one per
+``"<project_id>:<key>"``), read with :meth:`harvest.catalog.Catalog.particle_centres`; strings
+appear only in the micrograph table, and the output frames carry ``mic`` and ``stage`` as
+Categoricals.
 
 Output coordinates are float pixels of the micrograph file named in ``Selection.micrographs``
 (DESIGN.md frame: x = column, y = row), after the optional flip, before any export scaling.
@@ -51,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from converters import neighbours
 from converters.sizes import missing_line, parse_size, resolve_sizes
 from harvest.conventions import NEGATIVE_STAGES, STAGE_RANK, STAGES, export_stems, flip_y
 
@@ -176,82 +183,39 @@ def deduplicate(
     ``radius`` is one value or a Series indexed by micrograph id. Priority (kept first): higher
     ``stage`` rank, then higher ``score`` (NaN lowest), then lower ``set_id``, then row order.
     Greedy: a pick is kept unless a kept pick of higher priority lies within the radius
-    (distance < radius). Radius ≤ 0 or NaN keeps everything.
+    (distance < radius). Radius ≤ 0 or NaN keeps everything. (:func:`dedup_keep` on arrays.)
     """
-    from scipy.spatial import cKDTree
-
-    keep = pd.Series(True, index=picks.index)
-    if len(picks) < 2:
-        return keep
-    order = _priority_order(picks)
-    (pts, valid), = _unit_points([order], radius, mic_col)
-    idx = np.flatnonzero(valid)
-    if len(idx) < 2:
-        return keep
-    pairs = cKDTree(pts[idx]).query_pairs(1.0 - 1e-9, output_type="ndarray")
-    if len(pairs) == 0:
-        return keep
-    # positions in priority order: the smaller one of a pair outranks the other
-    hi, lo = idx[pairs.min(axis=1)], idx[pairs.max(axis=1)]
-    state = _greedy(len(order), hi, lo)
-    keep.loc[order.index[state < 0]] = False
-    return keep
+    code, names = _codes(picks[mic_col])
+    rank = (picks["stage"].map(STAGE_RANK).astype("float64").fillna(-1.0).to_numpy()
+            if "stage" in picks else np.zeros(len(picks)))
+    score = (pd.to_numeric(picks["score"], errors="coerce").to_numpy(np.float64)
+             if "score" in picks else np.zeros(len(picks)))
+    sets = (pd.to_numeric(picks["set_id"], errors="coerce").to_numpy(np.float64)
+            if "set_id" in picks else np.zeros(len(picks)))
+    keep = dedup_keep(code, _coords(picks, "x"), _coords(picks, "y"), _z(picks),
+                      _radius_per_code(radius, names)[code] if len(code) else np.zeros(0),
+                      rank, score, sets)
+    return pd.Series(keep, index=picks.index)
 
 
-def _greedy(n: int, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Sequential greedy suppression (visit in priority order, keep a point unless a kept
-    higher-priority neighbour exists) computed in vectorised rounds: +1 keep, -1 drop.
-
-    A point is kept once every higher-priority neighbour is dropped, dropped once one is kept;
-    each round decides at least the first undecided point, and in practice a round or three
-    decide all."""
-    state = np.zeros(n, dtype=np.int8)
-    state[np.setdiff1d(np.arange(n), lo)] = 1  # no higher-priority neighbour at all
-    while True:
-        undecided = state == 0
-        if not undecided.any():
-            return state
-        blocked = np.zeros(n, dtype=bool)
-        blocked[lo[state[hi] >= 0]] = True  # a higher neighbour is kept or undecided
-        state[undecided & ~blocked] = 1
-        suppressed = np.zeros(n, dtype=bool)
-        suppressed[lo[state[hi] == 1]] = True
-        state[(state == 0) & suppressed] = -1
-
-
-def _unit_points(frames: list[pd.DataFrame], radius, mic_col: str):
-    """Points in units of each micrograph's radius, with a micrograph axis that keeps different
-    micrographs at least 3 units apart: "closer than the radius" becomes "distance < 1" for one
-    KD-tree over all micrographs. z is used for micrographs whose rows (in all frames) all have
-    a finite z. Returns ``(points, valid)`` per frame (valid: radius known and > 0)."""
-    mics = pd.Index(pd.unique(pd.concat([f[mic_col] for f in frames], ignore_index=True)))
-    z_all = pd.concat(
-        [pd.Series(np.isfinite(pd.to_numeric(f["z"], errors="coerce").to_numpy(float))
-                   if "z" in f.columns else np.zeros(len(f), bool),
-                   index=f[mic_col].to_numpy()) for f in frames]
-    )
-    use_z = z_all.groupby(level=0).all() if len(z_all) else pd.Series(dtype=bool)
-    out = []
-    for f in frames:
-        code = mics.get_indexer(f[mic_col]).astype(np.float64)
-        if isinstance(radius, pd.Series):
-            r = f[mic_col].map(radius).to_numpy(np.float64)
-        else:
-            r = np.full(len(f), float(radius))
-        valid = np.isfinite(r) & (r > 0)
-        r = np.where(valid, r, 1.0)
-        z = (pd.to_numeric(f["z"], errors="coerce").to_numpy(float)
-             if "z" in f.columns else np.zeros(len(f)))
-        z = np.where(f[mic_col].map(use_z).fillna(False).to_numpy(bool), z, 0.0)
-        pts = np.column_stack([
-            f["x"].to_numpy(np.float64) / r, f["y"].to_numpy(np.float64) / r,
-            np.nan_to_num(z) / r, code * 3.0,
-        ])
-        out.append((pts, valid))
-    return out
+def drop_near(
+    candidates: pd.DataFrame, others: pd.DataFrame, radius: float | pd.Series, mic_col="mic"
+) -> pd.Series:
+    """Keep mask for ``candidates`` farther than ``radius`` px from every row of ``others`` on
+    the same micrograph (negatives that coincide with a positive are dropped)."""
+    if candidates.empty or others.empty:
+        return pd.Series(True, index=candidates.index)
+    code, names = _codes(pd.concat([candidates[mic_col], others[mic_col]], ignore_index=True))
+    r = _radius_per_code(radius, names)[code]
+    n = len(candidates)
+    z = np.concatenate([_z(candidates), _z(others)])
+    keep = far_from(code[:n], _coords(candidates, "x"), _coords(candidates, "y"), z[:n],
+                    r[:n], code[n:], _coords(others, "x"), _coords(others, "y"), z[n:], r[n:])
+    return pd.Series(keep, index=candidates.index)
 
 
 def _priority_order(picks: pd.DataFrame) -> pd.DataFrame:
+    """``picks`` sorted in de-duplication priority (the order :func:`dedup_keep` visits)."""
     tmp = picks.copy()
     tmp["_rank"] = tmp["stage"].map(STAGE_RANK).fillna(-1) if "stage" in tmp else 0
     tmp["_score"] = tmp["score"].fillna(-np.inf) if "score" in tmp else 0.0
@@ -262,24 +226,101 @@ def _priority_order(picks: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def drop_near(
-    candidates: pd.DataFrame, others: pd.DataFrame, radius: float | pd.Series, mic_col="mic"
-) -> pd.Series:
-    """Keep mask for ``candidates`` farther than ``radius`` px from every row of ``others`` on
-    the same micrograph (negatives that coincide with a positive are dropped)."""
-    from scipy.spatial import cKDTree
-
-    keep = pd.Series(True, index=candidates.index)
-    if candidates.empty or others.empty:
+def dedup_keep(code, x, y, z, radius, rank, score, set_id) -> np.ndarray:
+    """:func:`deduplicate` on arrays: integer micrograph ``code`` per pick, coordinates (``z``
+    NaN for 2D), ``radius`` px per pick, stage ``rank`` (−1 unknown), ``score`` (NaN lowest),
+    ``set_id``. Returns the keep mask."""
+    n = len(code)
+    keep = np.ones(n, dtype=bool)
+    if n < 2:
         return keep
-    (pc, vc), (po, vo) = _unit_points([candidates, others], radius, mic_col)
-    if not vo.any() or not vc.any():
+    # priority order: rank ↓, score ↓ (NaN last), set ↑ (NaN last), row ↑
+    score = np.where(np.isnan(score), -np.inf, score)
+    set_id = np.where(np.isnan(set_id), np.inf, set_id)
+    order = np.lexsort((set_id, -score, -rank))  # stable: row order breaks the last ties
+    axes, valid = _unit(code, x, y, z, radius, code)
+    if valid.all():
+        i, j = neighbours.close_pairs(code, axes)
+    else:
+        idx = np.flatnonzero(valid)
+        i, j = neighbours.close_pairs(code[idx], [a[idx] for a in axes])
+        i, j = idx[i], idx[j]
+    if not len(i):
         return keep
-    dist, _ = cKDTree(po[vo]).query(pc[vc], k=1, distance_upper_bound=1.0)
-    near = np.zeros(len(candidates), dtype=bool)
-    near[np.flatnonzero(vc)[dist < 1.0 - 1e-9]] = True
-    keep[near] = False
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    a, b = position[i], position[j]
+    kept = neighbours.greedy_keep(n, np.minimum(a, b), np.maximum(a, b))
+    keep[order[~kept]] = False
     return keep
+
+
+def far_from(code, x, y, z, radius, code_o, x_o, y_o, z_o, radius_o) -> np.ndarray:
+    """:func:`drop_near` on arrays (``z`` NaN for 2D; radius px per row of each side)."""
+    keep = np.ones(len(code), dtype=bool)
+    if not len(code) or not len(code_o):
+        return keep
+    both = np.concatenate([code, code_o])
+    zz = np.concatenate([z, z_o])
+    ax, valid = _unit(code, x, y, z, radius, both, zz)
+    ax_o, valid_o = _unit(code_o, x_o, y_o, z_o, radius_o, both, zz)
+    if not valid.any() or not valid_o.any():
+        return keep
+    if len(ax) != len(ax_o):  # one side has z: the other's is 0
+        ax, ax_o = ([*a, np.zeros(len(a[0]))] if len(a) == 2 else a for a in (ax, ax_o))
+    vc = np.flatnonzero(valid)
+    near = neighbours.near(code[vc], [a[vc] for a in ax], code_o[valid_o],
+                           [a[valid_o] for a in ax_o])
+    keep[vc[near]] = False
+    return keep
+
+
+def _unit(code, x, y, z, radius, all_codes, all_z=None):
+    """(coordinates in units of their radius: [x, y] or [x, y, z]; valid: radius known and
+    > 0). z counts on micrographs where every pick (among ``all_codes``/``all_z``) has a finite
+    z; elsewhere it is 0."""
+    all_z = z if all_z is None else all_z
+    valid = np.isfinite(radius) & (radius > 0)
+    r = radius if valid.all() else np.where(valid, radius, 1.0)
+    axes = [x / r, y / r]
+    finite = np.isfinite(all_z)
+    if finite.any():
+        ncode = int(all_codes.max()) + 1
+        flat = np.bincount(all_codes[~finite], minlength=ncode) > 0
+        zz = np.where(flat[code], 0.0, z)
+        if (zz != 0).any():
+            axes.append(np.nan_to_num(zz) / r)
+    return axes, valid
+
+
+def _codes(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """(int64 code per row, micrograph ids) of a micrograph column (Categorical or not); rows
+    without a micrograph share one code of their own."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes, names = col.cat.codes.to_numpy().astype(np.int64), pd.Index(col.cat.categories)
+    else:
+        codes, names = pd.factorize(col)
+        codes, names = codes.astype(np.int64), pd.Index(names)
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(names), codes)
+        names = names.append(pd.Index([np.nan], dtype=object))
+    return codes, names
+
+
+def _radius_per_code(radius, names: pd.Index) -> np.ndarray:
+    if isinstance(radius, pd.Series):
+        return pd.Series(names, dtype=object).map(radius).to_numpy(np.float64)
+    return np.full(len(names), float(radius))
+
+
+def _coords(df: pd.DataFrame, col: str) -> np.ndarray:
+    return df[col].to_numpy(np.float64)
+
+
+def _z(df: pd.DataFrame) -> np.ndarray:
+    if "z" not in df.columns:
+        return np.full(len(df), np.nan)
+    return pd.to_numeric(df["z"], errors="coerce").to_numpy(np.float64)
 
 
 def unique_stems(mics: pd.DataFrame) -> pd.Series:
@@ -364,6 +405,10 @@ def select_labels(catalog, options: SelectionOptions) -> Selection:
     mics = catalog.micrographs(project_ids=project_ids)
     mics = mics.assign(mic=mics["project_id"].astype(int).astype(str) + ":" + mics["key"])
     mic_of = mics.set_index("id")["mic"]
+    # integer micrograph codes: one per micrograph id ("<project>:<key>"), rows of `mics` in id
+    # order; picks carry codes, strings appear only in the (small) micrograph table
+    mcode, names = pd.factorize(mics["mic"])
+    ctx = _Context(mics, np.asarray(mcode, np.int64), pd.Index(names), sets)
 
     set_diam = _set_diameters(sets, opts.diameter)
     if opts.stage is None and not (opts.jobs or opts.sets or opts.classes):
@@ -371,26 +416,25 @@ def select_labels(catalog, options: SelectionOptions) -> Selection:
         # stages can win on some micrograph, so the (large) less curated sets stay unread
         pos_sets = pos_sets[pos_sets["stage"].isin(
             _winning_stages(catalog, project_ids, mic_of, set(pos_sets["stage"])))]
-    pos = _load_particles(catalog, pos_sets, mic_of, set_diam)
+    pos = ctx.load(catalog, pos_sets)
     n_loaded = len(pos)
     if opts.classes:
-        wanted = {int(c) for c in opts.classes}
-        pos = pos[pos["class_id"].isin(wanted) | pos["set_class_id"].isin(wanted)]
+        pos = pos.take(ctx.class_mask(pos, opts.classes))
     record["particles_loaded"] = n_loaded
     record["dropped_by_class"] = n_loaded - len(pos)
 
     # --- stage per micrograph, then scores within it
     if opts.stage is None:
-        pos = pos[most_curated_mask(pos)]
+        pos = pos.take(_most_curated(pos.code, ctx.rank[pos.sidx], len(names)))
     if opts.min_score is not None:
-        low = pos["score"].notna() & (pos["score"] < float(opts.min_score))
+        low = ~np.isnan(pos.score) & (pos.score < float(opts.min_score))
         record["dropped_by_min_score"] = int(low.sum())
-        pos = pos[~low]
-    if pos.empty:
+        pos = pos.take(~low)
+    if not len(pos):
         raise SelectionError("no particles left after the stage, class and score selection")
 
     # --- micrograph table (representative file per micrograph)
-    table = _micrograph_table(pos, mics)
+    table = _micrograph_table(pos, ctx)
     keep, filt = filter_micrographs(table, opts.max_ctf_res, opts.max_motion)
     record["filters"] = filt
     table = table[keep]
@@ -399,14 +443,15 @@ def select_labels(catalog, options: SelectionOptions) -> Selection:
             "every micrograph was dropped by the CTF/motion filters; relax --max-ctf-res / "
             "--max-motion"
         )
-    pos = pos[pos["mic"].isin(table["mic"])]
     # sizes: the catalog's, else the file header's, else --micrograph-size (micrographs may be
     # gone: converters.sizes)
     table = resolve_sizes(table, parse_size(opts.micrograph_size))
-    pos = _to_representative(pos, table, mics)
+    per = _PerCode(table, len(names))
+    pos = pos.take(per.selected[pos.code])
+    pos = _to_representative(pos, per, ctx)
 
     # --- diameters and separation (Å -> micrograph px)
-    diam_a = _micrograph_diameters(pos, sets, set_diam, table, opts.diameter)
+    diam_a = _micrograph_diameters(pos, ctx, sets, set_diam, table, opts.diameter)
     table["diameter_A"] = table["mic"].map(diam_a).astype(float)
     table["diameter_px"] = table["diameter_A"] / table["pixel_size"].astype(float)
     sep_a = (
@@ -420,49 +465,52 @@ def select_labels(catalog, options: SelectionOptions) -> Selection:
         log.warning("%d micrograph(s) without pixel size or diameter: picks on them are not "
                     "de-duplicated (pass --diameter, or --min-separation)", len(no_sep))
     record["not_deduplicated_micrographs"] = no_sep
+    sep = per.values(sep_px.to_numpy(np.float64))
+    diameter = per.values(table["diameter_px"].to_numpy(np.float64))
     before = len(pos)
-    pos = pos[deduplicate(pos, sep_px)]
+    pos = pos.take(dedup_keep(pos.code, pos.x, pos.y, pos.z, sep[pos.code],
+                              ctx.rank[pos.sidx].astype(np.float64), pos.score,
+                              pos.set_id.astype(np.float64)))
     record["dropped_as_duplicates"] = before - len(pos)
-    pos = pos.assign(diameter=pos["mic"].map(table.set_index("mic")["diameter_px"]))
 
     # --- negatives
-    neg = _load_particles(catalog, neg_sets, mic_of, set_diam)
-    neg = neg[neg["mic"].isin(table["mic"])]
-    if opts.classes and not neg.empty:
-        wanted = {int(c) for c in opts.classes}
-        neg = neg[neg["class_id"].isin(wanted) | neg["set_class_id"].isin(wanted)]
-    if not neg.empty:
-        neg = _to_representative(neg, table, mics)
-        neg = neg[deduplicate(neg, sep_px)]
+    neg = ctx.load(catalog, neg_sets)
+    neg = neg.take(per.selected[neg.code])
+    if opts.classes and len(neg):
+        neg = neg.take(ctx.class_mask(neg, opts.classes))
+    if len(neg):
+        neg = _to_representative(neg, per, ctx)
+        neg = neg.take(dedup_keep(neg.code, neg.x, neg.y, neg.z, sep[neg.code],
+                                  ctx.rank[neg.sidx].astype(np.float64), neg.score,
+                                  neg.set_id.astype(np.float64)))
         before = len(neg)
-        neg = neg[drop_near(neg, pos, sep_px)]
+        neg = neg.take(far_from(neg.code, neg.x, neg.y, neg.z, sep[neg.code], pos.code, pos.x,
+                                pos.y, pos.z, sep[pos.code]))
         record["negatives_dropped_near_positives"] = before - len(neg)
-        neg = neg.assign(diameter=neg["mic"].map(table.set_index("mic")["diameter_px"]))
 
     # --- flip
     if opts.flip_y:
         ny = table.set_index("mic")["ny"].astype(float)
         if ny.isna().any():
             raise SelectionError(missing_line("--flip-y", sorted(ny[ny.isna()].index)))
-        pos = pos.assign(y=flip_y(pos["y"].to_numpy(), pos["mic"].map(ny).to_numpy()))
-        if not neg.empty:
-            neg = neg.assign(y=flip_y(neg["y"].to_numpy(), neg["mic"].map(ny).to_numpy()))
+        ny_code = per.values(table["ny"].to_numpy(np.float64))
+        pos.y = flip_y(pos.y, ny_code[pos.code])
+        if len(neg):
+            neg.y = flip_y(neg.y, ny_code[neg.code])
 
     # --- per-micrograph counts, sparse labelling
-    table["n_positive"] = table["mic"].map(pos.groupby("mic").size()).fillna(0).astype(int)
-    table["n_negative"] = (
-        table["mic"].map(neg.groupby("mic").size()).fillna(0).astype(int)
-        if not neg.empty
-        else 0
-    )
+    table["n_positive"] = np.bincount(pos.code, minlength=len(names))[per.code_of_row]
+    table["n_negative"] = (np.bincount(neg.code, minlength=len(names))[per.code_of_row]
+                           if len(neg) else 0)
     table = _sparse_fraction(catalog, table, mics)
     table["stem"] = unique_stems(table)
-    table = table.sort_values(["project_id", "key"]).reset_index(drop=True)
+    table = table.sort_values(["project_id", "key"]).reset_index(drop=True).drop(columns="code")
 
-    cols = ["mic", "micrograph_id", "set_id", "stage", "x", "y", "z", "score", "class_id",
-            "diameter"]
-    pos = pos[cols].reset_index(drop=True)
-    neg = neg[cols].reset_index(drop=True) if not neg.empty else pd.DataFrame(columns=cols)
+    used_pos = set(np.unique(pos.set_id).tolist())
+    used = used_pos | set(np.unique(neg.set_id).tolist())
+    pos_frame = pos.frame(ctx, diameter)
+    neg_frame = (neg.frame(ctx, diameter) if len(neg)
+                 else pd.DataFrame(columns=list(pos_frame.columns)))
     record.update(
         projects=[
             {"id": int(p.id), "root": str(p.root), "software": str(p.software),
@@ -470,16 +518,16 @@ def select_labels(catalog, options: SelectionOptions) -> Selection:
             for p in readable[readable["id"].isin(table["project_id"])].itertuples()
         ],
         jobs=sorted(
-            {str(k) for k in sets.loc[sets["id"].isin(pos["set_id"]), "job_key"].dropna()}
+            {str(k) for k in sets.loc[sets["id"].isin(used_pos), "job_key"].dropna()}
         ),
         job_ids=sorted(
-            int(j) for j in sets.loc[sets["id"].isin(pos["set_id"]), "job_id"].dropna()
+            int(j) for j in sets.loc[sets["id"].isin(used_pos), "job_id"].dropna()
         ),
         sets=[
             {"id": int(s.id), "project_id": int(s.project_id),
              "job": None if pd.isna(s.job_key) else str(s.job_key),
              "name": str(s.name), "stage": str(s.stage)}
-            for s in sets[sets["id"].isin(set(pos["set_id"]) | set(neg["set_id"]))].itertuples()
+            for s in sets[sets["id"].isin(used)].itertuples()
         ],
         stages_per_micrograph=table["stage"].value_counts().sort_index().to_dict(),
         diameter_rule=(
@@ -492,7 +540,7 @@ def select_labels(catalog, options: SelectionOptions) -> Selection:
         ),
         flip_y=bool(opts.flip_y),
     )
-    return Selection(micrographs=table, positives=pos, negatives=neg, record=record)
+    return Selection(micrographs=table, positives=pos_frame, negatives=neg_frame, record=record)
 
 
 def _winning_stages(catalog, project_ids, mic_of: pd.Series, stages: set) -> set:
@@ -538,37 +586,127 @@ def _set_diameters(sets: pd.DataFrame, diameter: float | None) -> pd.Series:
     return pd.Series((DIAMETER_PER_BOX * box * psize).to_numpy(float), index=sets["id"])
 
 
-def _load_particles(catalog, sets: pd.DataFrame, mic_of: pd.Series, set_diam) -> pd.DataFrame:
-    cols = ["mic", "micrograph_id", "set_id", "stage", "x", "y", "z", "score", "class_id",
-            "set_class_id", "project_id"]
-    if sets.empty:
-        return pd.DataFrame(columns=cols)
-    parts = catalog.particles([int(i) for i in sets["id"]])
-    info = sets.set_index("id")
-    parts = parts.assign(
-        stage=parts["set_id"].map(info["stage"]),
-        set_class_id=parts["set_id"].map(info["class_id"]),
-        project_id=parts["set_id"].map(info["project_id"]),
-        mic=parts["micrograph_id"].map(mic_of),
-        z=parts["z"] if "z" in parts.columns else np.nan,
-    )
-    missing = parts["mic"].isna()
-    if missing.any():
-        log.warning("%d particles reference micrographs not in the catalog; ignored",
-                    int(missing.sum()))
-        parts = parts[~missing]
-    return parts[cols]
+PICK_COLUMNS = ["mic", "micrograph_id", "set_id", "stage", "x", "y", "z", "score", "class_id",
+                "diameter"]
 
 
-def _micrograph_table(pos: pd.DataFrame, mics: pd.DataFrame) -> pd.DataFrame:
-    """One row per selected micrograph: the catalog row most of its positives refer to, with CTF
-    and motion filled from any row of the same key where the representative lacks them."""
-    counts = pos.groupby(["mic", "micrograph_id"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["mic", "n", "micrograph_id"], ascending=[True, False, True])
-    rep = counts.drop_duplicates("mic")[["mic", "micrograph_id"]]
+class _Context:
+    """The selection's micrographs and sets as arrays: micrograph code per catalog micrograph
+    row (``mics`` in id order), stage rank, class and project per set row."""
+
+    def __init__(self, mics: pd.DataFrame, mcode: np.ndarray, names: pd.Index, sets):
+        self.mics, self.mcode, self.names, self.sets = mics, mcode, names, sets
+        self.mic_ids = pd.Index(mics["id"].to_numpy(np.int64))
+        self.set_ids = pd.Index(sets["id"].to_numpy(np.int64))
+        self.rank = sets["stage"].map(STAGE_RANK).to_numpy(np.int64)
+        self.set_class = pd.to_numeric(sets["class_id"], errors="coerce").to_numpy(np.float64)
+        self.stages = pd.Index(sorted(set(sets["stage"]), key=STAGES.index))
+        self.set_stage = self.stages.get_indexer(sets["stage"])
+        nxy = mics[["nx", "ny"]].apply(pd.to_numeric, errors="coerce").astype("float64")
+        self.nx, self.ny = nxy["nx"].to_numpy(), nxy["ny"].to_numpy()
+
+    def load(self, catalog, sets: pd.DataFrame) -> _Picks:
+        if sets.empty:
+            return _Picks.empty()
+        # the lean read where the catalog has it (Catalog.particle_centres), else the full one
+        read = getattr(catalog, "particle_centres", None) or catalog.particles
+        parts = read([int(i) for i in sets["id"]])
+        row = self.mic_ids.get_indexer(parts["micrograph_id"].to_numpy(np.int64))
+        missing = row < 0
+        if missing.any():
+            log.warning("%d particles reference micrographs not in the catalog; ignored",
+                        int(missing.sum()))
+        ok = ~missing
+        set_id = parts["set_id"].to_numpy(np.int64)
+        picks = _Picks(
+            code=self.mcode[np.where(ok, row, 0)], mrow=row, sidx=self.set_ids.get_indexer(set_id),
+            set_id=set_id, micrograph_id=parts["micrograph_id"].to_numpy(np.int64),
+            x=parts["x"].to_numpy(np.float64), y=parts["y"].to_numpy(np.float64),
+            z=_z(parts), score=parts["score"].to_numpy(np.float64),
+            class_id=parts["class_id"].to_numpy(np.int64))
+        return picks.take(ok) if missing.any() else picks
+
+    def class_mask(self, picks: _Picks, classes) -> np.ndarray:
+        """Picks whose own class or whose set's class is listed."""
+        wanted = np.array(sorted({int(c) for c in classes}), dtype=np.float64)
+        return (np.isin(picks.class_id.astype(np.float64), wanted)
+                | np.isin(self.set_class, wanted)[picks.sidx])
+
+
+class _Picks:
+    """Picks as parallel arrays (what a selected particle carries until the end)."""
+
+    FIELDS = ("code", "mrow", "sidx", "set_id", "micrograph_id", "x", "y", "z", "score",
+              "class_id")
+
+    def __init__(self, **arrays):
+        for k in self.FIELDS:
+            setattr(self, k, arrays[k])
+
+    @classmethod
+    def empty(cls) -> _Picks:
+        return cls(**{k: np.zeros(0, np.float64 if k in ("x", "y", "z", "score") else np.int64)
+                      for k in cls.FIELDS})
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def take(self, mask: np.ndarray) -> _Picks:
+        return _Picks(**{k: getattr(self, k)[mask] for k in self.FIELDS})
+
+    def frame(self, ctx: _Context, diameter: np.ndarray) -> pd.DataFrame:
+        """The Selection's frame: ``mic`` and ``stage`` as Categoricals (no string per row)."""
+        return pd.DataFrame({
+            "mic": pd.Categorical.from_codes(self.code, categories=ctx.names),
+            "micrograph_id": self.micrograph_id, "set_id": self.set_id,
+            "stage": pd.Categorical.from_codes(ctx.set_stage[self.sidx], categories=ctx.stages),
+            "x": self.x, "y": self.y, "z": self.z, "score": self.score,
+            "class_id": self.class_id, "diameter": diameter[self.code],
+        })
+
+
+class _PerCode:
+    """Per micrograph code: selected (in the table), the table's row and its values."""
+
+    def __init__(self, table: pd.DataFrame, n_codes: int):
+        self.code_of_row = table["code"].to_numpy(np.int64)
+        self.selected = np.zeros(n_codes, dtype=bool)
+        self.selected[self.code_of_row] = True
+        self.n = n_codes
+        self.table_ids = table["micrograph_id"].to_numpy(np.float64)
+        self.table_nx = table["nx"].to_numpy(np.float64)
+        self.table_ny = table["ny"].to_numpy(np.float64)
+
+    def values(self, column: np.ndarray) -> np.ndarray:
+        out = np.full(self.n, np.nan)
+        out[self.code_of_row] = column
+        return out
+
+
+def _most_curated(code: np.ndarray, rank: np.ndarray, n_codes: int) -> np.ndarray:
+    """:func:`most_curated_mask` on arrays (positive sets only: every rank counts)."""
+    best = np.full(n_codes, -1, dtype=np.int64)
+    for r in np.unique(rank):  # ascending: the highest rank present is written last
+        best[code[rank == r]] = r
+    return rank == best[code]
+
+
+def _micrograph_table(pos: _Picks, ctx: _Context) -> pd.DataFrame:
+    """One row per selected micrograph: the catalog row most of its positives refer to (ties:
+    the lowest id), with CTF and motion filled from any row of the same key where the
+    representative lacks them. Rows in ``mic`` order; ``code`` is the micrograph code."""
+    mics = ctx.mics
+    n = np.bincount(pos.mrow, minlength=len(mics))
+    has = np.flatnonzero(n > 0)
+    code = ctx.mcode[has]
+    order = np.lexsort((has, -n[has], ctx.names.to_numpy()[code].astype(str)))
+    first = np.concatenate(([True], code[order][1:] != code[order][:-1]))
+    rep = has[order][first]
     info = mics.rename(columns={"id": "micrograph_id"}).drop(columns=["mic"])
-    table = rep.merge(info, on="micrograph_id", how="left")
-    used = mics[mics["mic"].isin(table["mic"])]
+    table = info.iloc[rep].reset_index(drop=True)
+    table.insert(0, "mic", mics["mic"].to_numpy()[rep])
+    table.insert(1, "micrograph_id", table.pop("micrograph_id"))
+    used = mics[np.isin(ctx.mcode, ctx.mcode[rep])]
     for col in ("ctf_max_res", "total_motion", "pixel_size"):
         values = pd.to_numeric(used[col], errors="coerce").astype("float64")
         fill = values.groupby(used["mic"]).first()  # first known value of the key
@@ -576,47 +714,76 @@ def _micrograph_table(pos: pd.DataFrame, mics: pd.DataFrame) -> pd.DataFrame:
             pd.to_numeric(table[col], errors="coerce").astype("float64")
             .fillna(table["mic"].map(fill))
         )
-    ranked = pos.assign(_r=pos["stage"].map(STAGE_RANK)).sort_values("_r", ascending=False)
-    table["stage"] = table["mic"].map(ranked.drop_duplicates("mic").set_index("mic")["stage"])
+    best = np.full(len(ctx.names), -1, dtype=np.int64)
+    rank = ctx.rank[pos.sidx]
+    for r in np.unique(rank):
+        best[pos.code[rank == r]] = r
+    stage_of_rank = {int(STAGE_RANK[s]): s for s in ctx.stages if s not in NEGATIVE_STAGES}
+    table["stage"] = [stage_of_rank[int(r)] for r in best[ctx.mcode[rep]]]
     for col in ("nx", "ny"):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype("float64")
+    table["code"] = ctx.mcode[rep]
     return table
 
 
-def _to_representative(picks: pd.DataFrame, table: pd.DataFrame, mics: pd.DataFrame):
+def _to_representative(picks: _Picks, per: _PerCode, ctx: _Context) -> _Picks:
     """Rescale picks made on another file of the same micrograph (e.g. a binned copy) to the
     representative file's pixels (by the nx, ny ratio) and relabel their micrograph_id."""
-    if picks.empty:
+    if not len(picks):
         return picks
-    rep = table.set_index("mic")
-    size = mics.set_index("id")[["nx", "ny"]].apply(pd.to_numeric, errors="coerce").astype(
-        "float64")
-    other = picks["micrograph_id"].to_numpy() != picks["mic"].map(rep["micrograph_id"]).to_numpy()
+    table_id = per.values(per.table_ids).astype(np.float64)
+    rep_id = table_id[picks.code]
+    other = picks.micrograph_id != rep_id
     if other.any():
-        sub = picks[other]
-        fx = sub["mic"].map(rep["nx"]).to_numpy(float) / sub["micrograph_id"].map(
-            size["nx"]).to_numpy(float)
-        fy = sub["mic"].map(rep["ny"]).to_numpy(float) / sub["micrograph_id"].map(
-            size["ny"]).to_numpy(float)
+        sub = np.flatnonzero(other)
+        c, r = picks.code[sub], picks.mrow[sub]
+        fx = per.values(per.table_nx)[c] / ctx.nx[r]
+        fy = per.values(per.table_ny)[c] / ctx.ny[r]
         fx = np.where(np.isfinite(fx), fx, 1.0)
         fy = np.where(np.isfinite(fy), fy, 1.0)
-        picks = picks.copy()
-        picks.loc[other, "x"] = sub["x"].to_numpy(float) * fx
-        picks.loc[other, "y"] = sub["y"].to_numpy(float) * fy
-        picks.loc[other, "micrograph_id"] = sub["mic"].map(rep["micrograph_id"]).to_numpy()
+        picks = picks.take(np.ones(len(picks), dtype=bool))  # a copy
+        picks.x[sub] = picks.x[sub] * fx
+        picks.y[sub] = picks.y[sub] * fy
+        picks.micrograph_id[sub] = rep_id[sub].astype(np.int64)
+        picks.mrow[sub] = ctx.mic_ids.get_indexer(picks.micrograph_id[sub])
     return picks
 
 
-def _micrograph_diameters(pos, sets, set_diam, table, diameter) -> pd.Series:
-    """Particle diameter in Å per micrograph (see the module docstring)."""
+def _micrograph_diameters(pos: _Picks, ctx: _Context, sets, set_diam, table,
+                          diameter) -> pd.Series:
+    """Particle diameter in Å per micrograph (see the module docstring): the median over the
+    micrograph's positives of their set's diameter, else the project's median over its sets."""
     if diameter is not None:
         return pd.Series(float(diameter), index=table["mic"])
-    d = pos.assign(d=pos["set_id"].map(set_diam)).groupby("mic")["d"].median()
+    d_set = set_diam.reindex(ctx.set_ids).to_numpy(np.float64)
+    med = _median_per_code(pos.code, pos.sidx, d_set, len(ctx.names))
+    d = pd.Series(med[table["code"].to_numpy()], index=table["mic"].to_numpy())
     proj = (
         sets.assign(d=sets["id"].map(set_diam).to_numpy()).groupby("project_id")["d"].median()
     )
     fallback = table.set_index("mic")["project_id"].map(proj)
-    return d.reindex(table["mic"]).fillna(fallback)
+    return d.fillna(fallback)
+
+
+def _median_per_code(code, sidx, d_set, n_codes) -> np.ndarray:
+    """Median (NaN skipped; even counts: mean of the two middle values, as pandas) of
+    ``d_set[sidx]`` per code, from the counts of each (code, set)."""
+    out = np.full(n_codes, np.nan)
+    ok = np.isfinite(d_set[sidx])
+    if not ok.any():
+        return out
+    values, vidx = np.unique(d_set[sidx[ok]], return_inverse=True)
+    key = code[ok] * len(values) + vidx.ravel()
+    keys, cnt = np.unique(key, return_counts=True)
+    gcode, gval = keys // len(values), values[keys % len(values)]  # sorted by (code, value)
+    cum = np.cumsum(cnt)
+    codes, start = np.unique(gcode, return_index=True)
+    total = np.add.reduceat(cnt, start)
+    base = cum[start] - cnt[start]
+    lo_v = gval[np.searchsorted(cum, base + (total - 1) // 2, side="right")]
+    hi_v = gval[np.searchsorted(cum, base + total // 2, side="right")]
+    out[codes] = np.where(total % 2 == 1, lo_v, (lo_v + hi_v) / 2)
+    return out
 
 
 def _sparse_fraction(catalog, table: pd.DataFrame, mics: pd.DataFrame) -> pd.DataFrame:

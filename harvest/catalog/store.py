@@ -27,7 +27,7 @@ import pandas as pd
 import sqlite_utils
 
 from harvest.catalog import compat, external, schema
-from harvest.catalog.codec import DEFAULT_SCORE_SCALE, read_set
+from harvest.catalog.codec import DEFAULT_SCORE_SCALE, read_centres, read_set
 from harvest.catalog.sqlvalues import db_text, utcnow
 from harvest.catalog.writer import ProjectState, ProjectWriter, StoredJob
 from harvest.conventions import STAGES
@@ -234,23 +234,24 @@ class Catalog:
         (CryoSPARC uid as int64 view, or the row in the source file). Sets in the order given;
         within a set ordered by micrograph id, then row in the source file.
         """
+        return self._read_sets(set_ids, read_set)
+
+    def particle_centres(self, set_ids: Iterable[int]) -> pd.DataFrame:
+        """:meth:`particles` minus raw_x/raw_y/raw_z/uid, same values, half the read cost."""
+        return self._read_sets(set_ids, read_centres)
+
+    def _read_sets(self, set_ids: Iterable[int], reader) -> pd.DataFrame:
         ids = [int(s) for s in set_ids]
-        scales = dict(
-            self.conn.execute(
-                f"SELECT id, score_scale FROM particle_sets WHERE id IN ({','.join('?' * len(ids))})",
-                ids,
-            ).fetchall()
-        ) if ids else {}
-        parts = []
-        shifts = self._class_shifts(ids)
+        q = f"SELECT id, score_scale FROM particle_sets WHERE id IN ({','.join('?' * len(ids))})"
+        scales = dict(self.conn.execute(q, ids).fetchall()) if ids else {}
+        parts, shifts = [], self._class_shifts(ids)
         for sid in ids:
             if sid not in scales:
                 raise ValueError(f"no particle set {sid} in catalog {self.path}")
-            parts.append(compat.shift_classes(read_set(self.conn, sid, scales[sid] or DEFAULT_SCORE_SCALE),
-                                        shifts.get(sid, 0)))
-        if not parts:
-            return read_set(self.conn, -1, DEFAULT_SCORE_SCALE)
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            parts.append(compat.shift_classes(
+                reader(self.conn, sid, scales[sid] or DEFAULT_SCORE_SCALE), shifts.get(sid, 0)))
+        return (pd.concat(parts, ignore_index=True) if len(parts) > 1
+                else parts[0] if parts else reader(self.conn, -1, DEFAULT_SCORE_SCALE))
 
     def micrograph_particles(self, micrograph_id: int,
                              stages: Iterable[str] | None = None) -> pd.DataFrame:
