@@ -6,6 +6,7 @@ import os
 
 import mrcfile
 
+from harvest import fsguard
 from harvest.records import JobRecord, Problem, ProjectScan
 from harvest.relion.jobs import job_row
 from harvest.relion.pipeline import Process, ancestors
@@ -42,13 +43,13 @@ class Context:
     def mrc_shape(self, abs_path: str) -> tuple[int, int, int] | None:
         if abs_path not in self.mrc_cache:
             shape = None
-            if os.path.isfile(abs_path):
-                try:
-                    with mrcfile.open(abs_path, header_only=True, permissive=True) as mrc:
-                        h = mrc.header
-                        shape = (int(h.nx), int(h.ny), int(h.nz))
-                except (OSError, ValueError):
-                    shape = None
+            try:
+                fsguard.check_file(abs_path)  # regular, inside the roots: else never opened
+                with mrcfile.open(abs_path, header_only=True, permissive=True) as mrc:
+                    h = mrc.header
+                    shape = (int(h.nx), int(h.ny), int(h.nz))
+            except (OSError, ValueError):
+                shape = None
             self.mrc_cache[abs_path] = shape
         return self.mrc_cache[abs_path]
 
