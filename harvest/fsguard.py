@@ -30,6 +30,10 @@ go through :func:`resolve`.
    outside these checks (they are type checked and confined, and read a bounded amount).
 
 Messages name the path and what is wrong; they never quote a file's content.
+
+``CRYOGLEAN_TEST_STALL=SUFFIX=SECONDS`` (tests only, like ``CRYOGLEAN_TEST_KILL_AFTER``) makes
+every read of a file whose path ends with ``SUFFIX`` sleep that long first: a stalling mount,
+without one.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 BUDGET_ENV = "CRYOGLEAN_FILE_BUDGET"
+STALL_ENV = "CRYOGLEAN_TEST_STALL"
 DEFAULT_BUDGET_S = 300.0
 _BUFFER = 1 << 20  # bytes per read: large files cost few deadline checks
 
@@ -55,15 +60,27 @@ _KINDS = (
 )
 
 
-class NotARegularFile(FileNotFoundError):
+class _Named:
+    """Errors that carry the path they are about in ``filename`` (as ``open()``'s do), so that
+    problem rows name the file; ``str()`` stays the one-line message."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.filename = path
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class NotARegularFile(_Named, FileNotFoundError):
     """A path where a file is expected holds a FIFO, socket, device or folder (never opened)."""
 
 
-class OutsideRoots(PermissionError):
+class OutsideRoots(_Named, PermissionError):
     """A path (as named, or as resolved through links) leaves the crawl roots (never opened)."""
 
 
-class FileBudgetExceeded(TimeoutError):
+class FileBudgetExceeded(_Named, TimeoutError):
     """Reading one file took longer than its time budget (:data:`BUDGET_ENV`)."""
 
 
@@ -131,8 +148,7 @@ def resolve(base: str | os.PathLike, name: str, what: str = "file") -> str:
     if not inside(path):
         raise OutsideRoots(
             f"{path}: the {what} {shown(name)!r} named in the project leaves the crawl roots "
-            f"({', '.join(_bounds.named)}); not read"
-        )
+            f"({', '.join(_bounds.named)}); not read", path)
     return path
 
 
@@ -141,17 +157,17 @@ def check_file(path: str | os.PathLike) -> os.stat_result:
     :class:`OutsideRoots` or the ``stat`` error (``FileNotFoundError``, ...) otherwise."""
     p = os.fspath(path)
     if _bounds is not None and not inside(p):
-        raise OutsideRoots(f"{p}: outside the crawl roots ({', '.join(_bounds.named)}); not read")
+        raise OutsideRoots(f"{p}: outside the crawl roots ({', '.join(_bounds.named)}); not read",
+                           p)
     st = os.stat(p)
     if not stat.S_ISREG(st.st_mode):
-        raise NotARegularFile(f"{p}: is {kind_of(st.st_mode)}, not a regular file; not read")
+        raise NotARegularFile(f"{p}: is {kind_of(st.st_mode)}, not a regular file; not read", p)
     if _bounds is not None and _bounds.follow_symlinks != "any":
         real = os.path.realpath(p)
         if not _under(real, _bounds.real):
             raise OutsideRoots(
                 f"{p}: links to {real}, outside the crawl roots; not read "
-                "(--follow-symlinks any reads such files)"
-            )
+                "(--follow-symlinks any reads such files)", p)
     return st
 
 
@@ -177,6 +193,17 @@ def budget_seconds() -> float:
     return seconds
 
 
+def _stall_seconds(path: str) -> float:
+    value = os.environ.get(STALL_ENV)
+    if not value:
+        return 0.0
+    suffix, _, seconds = value.rpartition("=")
+    try:
+        return float(seconds) if suffix and path.endswith(suffix) else 0.0
+    except ValueError:
+        raise ValueError(f"{STALL_ENV}={value!r}: give SUFFIX=SECONDS") from None
+
+
 class _BudgetedFile(io.FileIO):
     """A file descriptor whose reads stop with :class:`FileBudgetExceeded` after a deadline."""
 
@@ -184,13 +211,15 @@ class _BudgetedFile(io.FileIO):
         super().__init__(fd, "rb", closefd=True)
         self._path = path
         self._deadline = deadline
+        self._stall = _stall_seconds(path)
 
     def _check(self) -> None:
+        if self._stall:
+            time.sleep(self._stall)
         if time.monotonic() > self._deadline:
             raise FileBudgetExceeded(
                 f"{self._path}: reading took longer than the per-file budget "
-                f"({budget_seconds():g} s, {BUDGET_ENV}); not read"
-            )
+                f"({budget_seconds():g} s, {BUDGET_ENV}); not read", self._path)
 
     def readinto(self, buffer) -> int:
         self._check()
@@ -227,7 +256,7 @@ def open_file(path: str | os.PathLike, mode: str = "rb", encoding: str | None = 
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (checked.st_dev,
                                                                         checked.st_ino):
-            raise NotARegularFile(f"{p}: changed while being opened; not read")
+            raise NotARegularFile(f"{p}: changed while being opened; not read", p)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         raw = _BudgetedFile(fd, p, time.monotonic() + budget_seconds())
