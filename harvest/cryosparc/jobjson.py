@@ -90,7 +90,8 @@ def _clean_rel(path: str) -> str:
 
 
 class BadMetafiles(ValueError):
-    """An output result whose ``metafiles`` is not a list of path strings."""
+    """Outputs that are malformed: ``metafiles`` not a list of path strings, output lists
+    that are not lists."""
 
 
 def _pick_metafile(metafiles, passthrough: bool) -> str | None:
@@ -110,6 +111,9 @@ def _pick_metafile(metafiles, passthrough: bool) -> str | None:
 def output_groups(job: dict) -> list[Group]:
     """Output groups with their results at the last version (≤ v4 and v5 job.json shapes)."""
     groups: dict[str, Group] = {}
+    for key in ("output_result_groups", "output_results"):
+        if not isinstance(job.get(key) or [], list):
+            raise BadMetafiles(f"'{key}' is {type(job[key]).__name__}, not a list")
     for g in job.get("output_result_groups") or []:
         if isinstance(g, dict) and isinstance(g.get("name"), str):
             groups[g["name"]] = Group(g["name"], str(g.get("type") or ""))
