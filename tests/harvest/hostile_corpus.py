@@ -16,6 +16,9 @@ must never open or store)::
     site/secret.txt, .cs      TRAP_SECRET inside: must never reach the catalog
     site/outside/             a complete RELION project outside the roots: never in the catalog
 
+Nothing outside ``site/fac`` may be read: the trap FIFO hangs a crawl that opens it, and
+:func:`arm_traps` lets :func:`judge` see any other file outside that was read (access times).
+
 Outcomes: ``clean`` (all as expected), ``silent`` (an expected problem row is missing, or data
 lost without one), ``crash`` (a traceback or an unexpected exit code), ``hang`` (the time limit
 passed), ``wrong`` (anything else: extra problem rows, leaked secrets, outside projects).
@@ -29,6 +32,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -112,6 +116,26 @@ def new_site(base: Path, where: Path) -> Site:
     return site
 
 
+def arm_traps(site: Site) -> dict[str, int]:
+    """Set the access time of every regular file outside ``site/fac`` an hour before its
+    modification time; with ``relatime`` (and ``strictatime``) mounts, reading a file then
+    moves its access time, so :func:`judge` sees any file outside the root that was read
+    (on a ``noatime`` mount the check sees nothing; the trap FIFO still hangs a crawl that
+    opens it). Returns path → the access time set."""
+    stamps: dict[str, int] = {}
+    for dirpath, dirnames, filenames in os.walk(site.dir):
+        if Path(dirpath) == site.dir:
+            dirnames[:] = [d for d in dirnames if d != "fac"]
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                old = st.st_mtime_ns - 3600 * 10**9
+                os.utime(p, ns=(old, st.st_mtime_ns), follow_symlinks=False)
+                stamps[p] = old
+    return stamps
+
+
 def crawl_counts(db: Path, fac: Path) -> dict[str, dict[tuple[str, str], int]]:
     """Project (path relative to ``fac``) → {(job key, set name): particle count}."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -153,7 +177,8 @@ def _catalog_text(con: sqlite3.Connection) -> str:
     return "\n".join(con.iterdump())
 
 
-def judge(fault: Fault, site: Site, db: Path, proc, clean: dict) -> Outcome:
+def judge(fault: Fault, site: Site, db: Path, proc, clean: dict,
+          traps: Mapping[str, int] = {}) -> Outcome:
     out = Outcome(fault.name, "clean")
     if proc is None:
         out.status = "hang"
@@ -165,6 +190,10 @@ def judge(fault: Fault, site: Site, db: Path, proc, clean: dict) -> Outcome:
         return out
     silent: list[str] = []
     wrong: list[str] = []
+    read = sorted(os.path.relpath(p, site.dir) for p, atime in traps.items()
+                  if os.stat(p).st_atime_ns != atime)
+    if read:
+        wrong.append(f"files outside the crawl root were read: {read}")
     if proc.returncode != fault.exit_code:
         (silent if proc.returncode == 0 else wrong).append(
             f"exit {proc.returncode}, expected {fault.exit_code}")
@@ -227,9 +256,10 @@ def run_fault(fault: Fault, base: Path, work: Path, clean: dict, timeout: float 
         fault.build(site)
     except Exception as exc:  # noqa: BLE001 - a broken builder is the corpus's bug: say so
         return Outcome(fault.name, "wrong", [f"builder failed: {type(exc).__name__}: {exc}"])
+    traps = arm_traps(site)
     start = time.monotonic()
     proc = run_crawl(site, work / fault.name / "catalog.db", fault.env, timeout)
-    outcome = judge(fault, site, work / fault.name / "catalog.db", proc, clean)
+    outcome = judge(fault, site, work / fault.name / "catalog.db", proc, clean, traps)
     outcome.seconds = time.monotonic() - start
     return outcome
 
@@ -493,6 +523,9 @@ FAULTS: list[Fault] = [
           ((EXTRACT40, r"outside the crawl roots"),), {"relion40": R40_EXTRACT}),
     Fault("cryosparc-metafile-dotdot", "3",
           lambda s: _edit_json(s, "J5", _set_metafiles(["../../../secret.cs"])),
+          ((f"fac/{CS}/J5/job.json", r"leaves the crawl roots"),), {"cryosparc": ("J5",)}),
+    Fault("cryosparc-metafile-trap-fifo", "1,3",
+          lambda s: _edit_json(s, "J5", _set_metafiles(["../../../trap.fifo"])),
           ((f"fac/{CS}/J5/job.json", r"leaves the crawl roots"),), {"cryosparc": ("J5",)}),
     Fault("cryosparc-metafile-absolute", "3",
           lambda s: _edit_json(s, "J5", _set_metafiles(["/etc/passwd"])),
