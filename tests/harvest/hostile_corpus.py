@@ -434,7 +434,7 @@ def _pipeline_process_escape(site: Site) -> None:
     p = site.proj("relion40") / "default_pipeline.star"
     _star_rows(p, "Class2D/job011/         None relion.class2d       Failed",
                "Class2D/job011/         None relion.class2d       Failed\n"
-               "../outside/Extract/job006/  None relion.extract  Succeeded\n"
+               "../../outside/Extract/job006/  None relion.extract  Succeeded\n"
                "/etc/  None relion.extract  Succeeded")
 
 
@@ -515,8 +515,8 @@ FAULTS: list[Fault] = [
     Fault("relion-slow-file", "1",
           lambda s: None,
           ((EXTRACT40, r"per-file budget"),), {"relion40": R40_EXTRACT},
-          env={"CRYOGLEAN_FILE_BUDGET": "1",
-               "CRYOGLEAN_TEST_STALL": "relion40/Extract/job006/particles.star=1.5"}),
+          env={"CRYOGLEAN_FILE_BUDGET": "5",
+               "CRYOGLEAN_TEST_STALL": "relion40/Extract/job006/particles.star=6"}),
     # items 2 and 3: leaving the facility
     Fault("symlinks-to-root-parent-and-loop", "2", _escape_link, (), {}, exit_code=0),
     Fault("relion-job-folder-links-outside", "3", _job_dir_link,

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     work = tmp_path_factory.mktemp("hostile")
-    outcomes, totals = run_corpus(FAULTS, work, timeout=90.0)
+    outcomes, totals = run_corpus(FAULTS, work, timeout=300.0)
     text = report(outcomes, totals)
     print("\n" + text)
     path = os.environ.get("CRYOGLEAN_CORPUS_REPORT")
