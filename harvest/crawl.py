@@ -353,11 +353,12 @@ def confine_record(record: JobRecord, root: str) -> list[Problem]:
         mics = ps.particles["micrograph"] if "micrograph" in ps.particles else None
         if mics is None or not len(mics):
             continue
-        names = pd.unique(mics.astype(object))
+        names = (mics.cat.categories if isinstance(mics.dtype, pd.CategoricalDtype)
+                 else pd.unique(mics.to_numpy()))  # one check per micrograph, not per row
         bad = [n for n in names if n in outside or not fsguard.inside(_named_path(root, n))]
         if not bad:
             continue
-        keep = ~mics.astype(object).isin(bad).to_numpy()
+        keep = ~mics.isin(bad).to_numpy()
         problems.append(Problem(ps.source_file or os.path.join(root, record.key), (
             f"{int((~keep).sum())} of {len(keep)} particles of set '{ps.name}' are on "
             f"{len(bad)} micrograph(s) named outside the crawl roots (first: "
