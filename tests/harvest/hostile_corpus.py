@@ -22,6 +22,9 @@ Nothing outside ``site/fac`` may be read: the trap FIFO hangs a crawl that opens
 Outcomes: ``clean`` (all as expected), ``silent`` (an expected problem row is missing, or data
 lost without one), ``crash`` (a traceback or an unexpected exit code), ``hang`` (the time limit
 passed), ``wrong`` (anything else: extra problem rows, leaked secrets, outside projects).
+
+Long module: the fault table, its builders and the judge belong together, so that other work
+adds faults in one place.
 """
 
 from __future__ import annotations
