@@ -33,11 +33,14 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+import pandas as pd
+
+from harvest import fsguard
 from harvest.catalog import Catalog, ProjectState, db_text, stamps_equal, writer_lock
 from harvest.catalog import problems as problem_state
 from harvest.discover import CRYOSPARC_MARKER, RELION_MARKER, FoundProject, classify, discover
 from harvest.progress import Progress
-from harvest.records import JobScan, Problem, ProjectScan
+from harvest.records import JobRecord, JobScan, Problem, ProjectScan
 
 log = logging.getLogger("harvest.crawl")
 
@@ -130,7 +133,8 @@ def crawl(
     roots = [os.path.abspath(os.fspath(r)) for r in roots]
     summary = CrawlSummary()
     hook = _kill_hook()
-    with writer_lock(db_path, wait=wait), Catalog(db_path) as cat:
+    with writer_lock(db_path, wait=wait), Catalog(db_path) as cat, \
+            fsguard.confine(roots, follow_symlinks):
         if only is None:
             # raises for a root that does not exist
             found = discover(roots, excludes, follow_symlinks=follow_symlinks)
@@ -317,6 +321,7 @@ def _write_project(cat: Catalog, parser, scan: ProjectScan, state: ProjectState 
                 w.put_job(job, harvested=False)
                 w.add_problems([p], job_key=job.key)
                 continue
+            record.problems.extend(confine_record(record, scan.root))
             for p in record.problems:
                 log.warning("problem: %s", p)
             try:
@@ -331,6 +336,48 @@ def _write_project(cat: Catalog, parser, scan: ProjectScan, state: ProjectState 
         w.set_project_files(scan.files)
         w.mark_missing_jobs(unreadable=_jobs_named(scan, state))
     return w, parsed, reexamined
+
+
+def confine_record(record: JobRecord, root: str) -> list[Problem]:
+    """Drop what a parsed job names outside the crawl roots (:mod:`harvest.fsguard`):
+    micrograph records whose path leaves them, and the particles on such micrographs (one
+    Problem per set, with the count); the catalog, and the exports that link to its paths,
+    then hold only paths inside the roots. Returns the Problems."""
+    if not fsguard.roots():
+        return []
+    problems: list[Problem] = []
+    outside = {m.path for m in record.micrographs if not fsguard.inside(m.abs_path)}
+    if outside:
+        record.micrographs = [m for m in record.micrographs if m.path not in outside]
+    for ps in record.particle_sets:
+        mics = ps.particles["micrograph"] if "micrograph" in ps.particles else None
+        if mics is None or not len(mics):
+            continue
+        names = (mics.cat.categories if isinstance(mics.dtype, pd.CategoricalDtype)
+                 else pd.unique(mics.to_numpy()))  # one check per micrograph, not per row
+        bad = [n for n in names if n in outside or not fsguard.inside(_named_path(root, n))]
+        if not bad:
+            continue
+        keep = ~mics.isin(bad).to_numpy()
+        problems.append(Problem(ps.source_file or os.path.join(root, record.key), (
+            f"{int((~keep).sum())} of {len(keep)} particles of set '{ps.name}' are on "
+            f"{len(bad)} micrograph(s) named outside the crawl roots (first: "
+            f"{fsguard.shown(str(bad[0]))!r}); left out")))
+        ps.particles = ps.particles[keep].reset_index(drop=True)
+    if outside and not problems:
+        first = sorted(outside)[0]
+        problems.append(Problem(os.path.join(root, record.key), (
+            f"{len(outside)} micrograph(s) named outside the crawl roots (first: "
+            f"{fsguard.shown(first)!r}); left out")))
+    return problems
+
+
+def _named_path(root: str, name) -> str:
+    """The absolute path of a micrograph name as the catalog stores it (CryoSPARC's leading
+    ``>`` dropped, relative names joined to the project root)."""
+    p = str(name)
+    p = p[1:] if p.startswith(">") else p
+    return os.path.normpath(p if os.path.isabs(p) else os.path.join(root, p))
 
 
 def _jobs_named(scan: ProjectScan, state: ProjectState | None) -> set[str]:

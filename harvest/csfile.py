@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from harvest import fsguard
+
 NUMPY_MAGIC = b"\x93NUMPY"
 CSDAT_MAGIC = b"\x95CSDAT"
 # Files with hundreds of per-class fields have headers far beyond numpy's default 10 kB limit;
@@ -65,17 +67,17 @@ def read_cs(path: str | os.PathLike, fields: Iterable[str] | None = None) -> np.
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
+        with fsguard.open_file(path) as fh:  # a FIFO, device or folder is refused unopened
             magic = fh.read(6)
-    except IsADirectoryError:
-        raise CsFileError(f"{path}: is a directory, not a CryoSPARC .cs file") from None
+    except (fsguard.NotARegularFile, fsguard.OutsideRoots, fsguard.FileBudgetExceeded) as exc:
+        raise CsFileError(str(exc)) from None
     if magic == NUMPY_MAGIC:
         arr = _read_numpy(path, fields)
     elif magic == CSDAT_MAGIC:
         arr = _read_csdat(path, fields)
     else:
-        raise CsFileError(
-            f"{path}: not a CryoSPARC .cs file: unknown magic bytes {magic!r} "
+        raise CsFileError(  # the bytes are not quoted: problem rows never echo content
+            f"{path}: not a CryoSPARC .cs file: unknown magic bytes "
             f"(expected {NUMPY_MAGIC!r} or {CSDAT_MAGIC!r})"
         )
     if arr.dtype.names is None or arr.ndim != 1:
@@ -151,7 +153,7 @@ def cs_field_names(path: str | os.PathLike) -> tuple[str, ...]:
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
+        with fsguard.open_file(path) as fh:
             magic = fh.read(6)
             if magic == NUMPY_MAGIC:
                 fh.seek(0)
@@ -166,7 +168,9 @@ def cs_field_names(path: str | os.PathLike) -> tuple[str, ...]:
                 return tuple(str(f[0]) for f in header["dtype"])
     except (ValueError, KeyError, TypeError, IndexError, EOFError, SyntaxError) as exc:
         raise CsFileError(f"{path}: cannot read .cs file header: {exc}") from None
-    raise CsFileError(f"{path}: not a CryoSPARC .cs file: unknown magic bytes {magic!r}")
+    except (fsguard.NotARegularFile, fsguard.OutsideRoots, fsguard.FileBudgetExceeded) as exc:
+        raise CsFileError(str(exc)) from None
+    raise CsFileError(f"{path}: not a CryoSPARC .cs file: unknown magic bytes")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from harvest.fsguard import kind_of
 from harvest.records import Problem
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,25 @@ def _has_file(entries: dict[bytes, os.DirEntry], name: bytes) -> bool:
         return False
 
 
+def _bad_marker(path: bytes, entries: dict[bytes, os.DirEntry]) -> Problem | None:
+    """A Problem when a project marker (``project.json``, ``default_pipeline.star``) is there
+    but is no regular file (a folder, FIFO, socket, device; never opened): the folder looks
+    like a project that cannot be crawled."""
+    for marker in (CRYOSPARC_MARKER, RELION_MARKER):
+        e = entries.get(marker.encode())
+        if e is None:
+            continue
+        try:
+            mode = e.stat(follow_symlinks=True).st_mode
+        except OSError:
+            continue  # a dangling link: nothing there
+        if not stat.S_ISREG(mode):
+            where = os.fsdecode(os.path.join(path, e.name))
+            return Problem(where, f"project marker is {kind_of(mode)}, not a regular file; "
+                                  "the project is not crawled")
+    return None
+
+
 def classify(path: str | bytes | os.PathLike) -> str | None:
     """'cryosparc', 'relion' or None for one folder (reads only its listing and J*/job.json)."""
     bpath = os.fsencode(path)
@@ -234,6 +254,10 @@ def discover(roots: Iterable[str | os.PathLike], excludes: Sequence[str] = (),
                 out.problems.append(Problem(os.fsdecode(path), f"cannot list folder: {reason}"))
                 continue
             software = _classify(path, entries)
+            if software is None:
+                bad = _bad_marker(path, entries)
+                if bad is not None:
+                    out.problems.append(bad)
             if software is not None:
                 key = os.fsdecode(path)
                 found.setdefault(key, FoundProject(key, software))

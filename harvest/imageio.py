@@ -43,6 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from harvest import fsguard
+
 log = logging.getLogger(__name__)
 
 # The micrograph files cryoglean reads (one list: denoise, export, trainers).
@@ -88,8 +90,7 @@ _NO_VOXEL = (0.0, 0.0, 0.0)
 def read_micrograph(path: str | os.PathLike, *, permissive: bool = True) -> Micrograph:
     """Read one micrograph file as 2-D float32 and its voxel size (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: micrograph not found")
+    _check_micrograph(path)
     suffix = path.suffix.lower()
     if suffix in MRC_SUFFIXES:
         return _read_mrc(path, permissive)
@@ -113,6 +114,18 @@ def read_micrograph(path: str | os.PathLike, *, permissive: bool = True) -> Micr
     raise MicrographError(
         f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
     )
+
+
+def _check_micrograph(path: Path) -> None:
+    """FileNotFoundError when missing; :class:`harvest.fsguard.NotARegularFile` (a FIFO, device
+    or folder: never opened) or :class:`harvest.fsguard.OutsideRoots` during a crawl. The
+    libraries that read the file (mrcfile, OpenCV) open it by name right after."""
+    try:
+        fsguard.check_file(path)
+    except FileNotFoundError as exc:
+        if isinstance(exc, fsguard.NotARegularFile):
+            raise
+        raise FileNotFoundError(f"{path}: micrograph not found") from None
 
 
 def average_frames(frames: np.ndarray, path: str | os.PathLike = "frames") -> np.ndarray:
@@ -212,7 +225,7 @@ def _plausible_header(path: Path) -> _RawHeader | None:
     permissive retry: mrcfile would allocate whatever extended header garbage promises."""
     import mrcfile.utils
 
-    with path.open("rb") as fh:
+    with fsguard.open_file(path) as fh:
         raw = fh.read(_HEADER_BYTES)
     if len(raw) < _HEADER_BYTES:
         return None
@@ -267,8 +280,8 @@ def mrc_header_size(path: str | os.PathLike) -> tuple[int, int, int]:
     import mrcfile.utils
 
     path = Path(path)
-    size = path.stat().st_size
-    with path.open("rb") as fh:
+    size = fsguard.check_file(path).st_size  # regular, inside the roots: else never opened
+    with fsguard.open_file(path) as fh:
         raw = fh.read(_HEADER_BYTES)
     if len(raw) < _HEADER_BYTES:
         raise MicrographError(
@@ -297,8 +310,7 @@ def micrograph_shape(path: str | os.PathLike, *, permissive: bool = True) -> tup
     the MRC header (also ``.rec``/``.st``/``.map``; strict, then permissive with a logged warning as :func:`read_micrograph`),
     the PNG header, else OpenCV (JPEG, TIFF: decodes the first page)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: micrograph not found")
+    _check_micrograph(path)
     suffix = path.suffix.lower()
     if suffix in MRC_HEADER_SUFFIXES:
         import mrcfile
@@ -328,7 +340,7 @@ def micrograph_shape(path: str | os.PathLike, *, permissive: bool = True) -> tup
             log.warning("%s: MRC header defect (%s); read permissively", path, strict_error)
             return nx, ny
     if suffix == ".png":
-        with path.open("rb") as fh:
+        with fsguard.open_file(path) as fh:
             head = fh.read(24)
         if len(head) < 24 or head[:8] != _PNG_MAGIC:
             raise MicrographError(f"{path}: not a PNG file (no PNG signature); check the file")

@@ -67,6 +67,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from harvest import fsguard
+
 _CHUNK = 1 << 20
 _SMALL = 256 << 10  # loop bodies up to this size are tokenised in Python (no read_csv overhead)
 _BOOL = {"True": True, "False": False, "TRUE": True, "FALSE": False, "true": True,
@@ -106,7 +108,7 @@ def _numericise(value: str):
 
 def _line_of(path: str, offset: int) -> int:
     """1-based line number of a byte offset (only computed for error messages)."""
-    with open(path, "rb") as fh:
+    with fsguard.open_file(path) as fh:
         return fh.read(offset).count(b"\n") + 1
 
 
@@ -260,13 +262,13 @@ def scan_star(path: str | os.PathLike) -> list[StarBlock]:
     def skip(block: StarBlock) -> None:
         block.end = _BodyStream(fh, block.body_start).drain()
 
-    with open(path, "rb") as fh:
+    with fsguard.open_file(path) as fh:
         return _walk(path, fh, skip)
 
 
 def star_version(path: str | os.PathLike) -> int | None:
     """The ``# version NNNNN`` number written before the first block (RELION 3.1+), or None."""
-    with open(path, "rb") as fh:
+    with fsguard.open_file(path) as fh:
         head = fh.read(4096)
     m = _VERSION_RE.search(head)
     return int(m.group(1)) if m else None
@@ -536,7 +538,7 @@ def read_star(
             return
         out[block.name] = _read_loop(path, fh, block, pick_columns(block), as_string)
 
-    with open(path, "rb") as fh:
+    with fsguard.open_file(path) as fh:
         found = _walk(path, fh, body)
     for block in found:
         if wanted is not None and block.name not in wanted:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 
 import numpy as np
 
@@ -14,11 +15,21 @@ def utcnow() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# A run of backslashes that an escape follows (``\xNN`` written out, or a byte that is not
+# UTF-8): doubled, so that a name spelling ``\xe9`` stays apart from the byte 0xE9.
+_ESCAPE_LIKE = re.compile(r"(\\+)(?=x[0-9a-fA-F]{2}|[\udc80-\udcff])")
+
+
 def db_text(value: str | None) -> str | None:
-    """Text that SQLite can store: file names that are not UTF-8 (surrogate-escaped by
-    ``os.fsdecode``) are kept readable with backslash escapes."""
+    r"""Text that SQLite can store: file names that are not UTF-8 (surrogate-escaped by
+    ``os.fsdecode``) are kept readable with backslash escapes (``caf\xe9``). One-to-one: a
+    name that spells such an escape itself (``caf\\xe9`` on disk, the backslash included)
+    has its backslashes doubled, so the two stay two projects; every other text is kept as
+    it is."""
     if value is None:
         return None
+    if "\\" in value:
+        value = _ESCAPE_LIKE.sub(lambda m: m.group(1) * 2, value)
     try:
         value.encode("utf-8")
         return value

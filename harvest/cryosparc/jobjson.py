@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from harvest import fsguard
 from harvest.records import FileStamp
 
 
@@ -42,8 +43,14 @@ class JobInfo:
 
 
 def read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
+    """A JSON object from a project file, opened through :func:`harvest.fsguard.open_file`
+    (a FIFO or folder is refused, not opened). ValueError naming the file for invalid JSON,
+    nesting too deep to read, or a value that is not an object."""
+    with fsguard.open_file(path, "r", encoding="utf-8") as fh:
+        try:
+            data = json.load(fh)
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -82,16 +89,31 @@ def _clean_rel(path: str) -> str:
     return path[1:] if path.startswith(">") else path
 
 
+class BadMetafiles(ValueError):
+    """Outputs that are malformed: ``metafiles`` not a list of path strings, output lists
+    that are not lists."""
+
+
 def _pick_metafile(metafiles, passthrough: bool) -> str | None:
-    if not isinstance(metafiles, list) or not metafiles:
+    """The metafile a result is read from; None when it has none (an empty list, no key);
+    :class:`BadMetafiles` when the value is malformed (``metafiles: 12``)."""
+    if metafiles is None or metafiles == []:
         return None
+    if not isinstance(metafiles, list):
+        raise BadMetafiles(f"'metafiles' is {type(metafiles).__name__}, not a list of paths")
     value = metafiles[0] if passthrough else metafiles[-1]
-    return _clean_rel(value) if isinstance(value, str) and value else None
+    if not isinstance(value, str) or not value:
+        raise BadMetafiles(f"'metafiles' holds {type(value).__name__} "
+                           f"{fsguard.shown(repr(value), 40)}, not a path")
+    return _clean_rel(value)
 
 
 def output_groups(job: dict) -> list[Group]:
     """Output groups with their results at the last version (≤ v4 and v5 job.json shapes)."""
     groups: dict[str, Group] = {}
+    for key in ("output_result_groups", "output_results"):
+        if not isinstance(job.get(key) or [], list):
+            raise BadMetafiles(f"'{key}' is {type(job[key]).__name__}, not a list")
     for g in job.get("output_result_groups") or []:
         if isinstance(g, dict) and isinstance(g.get("name"), str):
             groups[g["name"]] = Group(g["name"], str(g.get("type") or ""))

@@ -146,7 +146,7 @@ def load_group(root: str, g: Group, row_fields: tuple[str, ...], problems: list[
     if not main:
         return None
     files = main + passthrough
-    missing = [p for p in files if not os.path.isfile(p)]
+    missing = [p for p in files if not os.path.exists(p)]  # a FIFO: read_cs says what it is
     if missing:
         problems.append(
             Problem(missing[0], f"output '{g.name}': {len(missing)} metafile(s) missing")

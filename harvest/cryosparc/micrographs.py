@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from harvest import fsguard
 from harvest.conventions import micrograph_key
 from harvest.cryosparc.joins import cs_problem, group_files
 from harvest.csfile import CsFileError, decode_strings, join_passthrough, read_cs
@@ -100,7 +101,7 @@ def parse_exposure_group(root, g, mics, problems) -> None:
     wanted = ["uid", *TRAJECTORY_FIELDS] + [f for names in EXPOSURE_FIELDS.values() for f in names]
     arrays = []
     for p in main + passthrough:
-        if not os.path.isfile(p):
+        if not os.path.exists(p):  # a FIFO or folder: read_cs says what it is
             problems.append(Problem(p, f"output '{g.name}': metafile missing"))
             return
         try:
@@ -193,6 +194,7 @@ def _trajectory_motion(root, cols, n, problems) -> list[float | None]:
             continue
         path = _abs(root, rel)
         try:
+            fsguard.check_file(path)  # regular and inside the roots, else never opened
             traj = np.load(path, allow_pickle=False)
             traj = np.asarray(traj, dtype=np.float64)
             if traj.ndim < 2 or traj.shape[-1] != 2 or traj.shape[-2] < 2:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 
+from harvest import fsguard
 from harvest.conventions import stage_rank
 from harvest.cryosparc.jobjson import (
     Group,
@@ -57,7 +58,7 @@ def scan_project(root: str | os.PathLike) -> ProjectScan:
     files: list[FileStamp] = []
     project: dict = {}
     pj = os.path.join(root, "project.json")
-    if os.path.isfile(pj):
+    if os.path.lexists(pj):  # a FIFO or folder here is refused by read_json: one problem
         try:
             project = read_json(pj)
         except (OSError, ValueError) as exc:
@@ -68,28 +69,35 @@ def scan_project(root: str | os.PathLike) -> ProjectScan:
 
     keys: set[str] = set()
     manifest = os.path.join(root, "job_manifest.json")
-    if os.path.isfile(manifest):
+    if os.path.lexists(manifest):
         stamp = file_stamp(manifest)
         if stamp:
             files.append(stamp)
         try:
             listed = read_json(manifest).get("jobs") or []
-            keys.update(str(k) for k in listed if isinstance(k, str))
+            if not isinstance(listed, list):
+                raise ValueError(f"'jobs' is {type(listed).__name__}, not a list")
+            names = [k for k in listed if isinstance(k, str)]
+            keys.update(k for k in names if _JOB_DIR.match(k))
+            if any(not _JOB_DIR.match(k) for k in names):
+                problems.append(Problem(manifest, "job_manifest.json lists names that are not "
+                                                  "job uids (J<n>); ignored"))
         except (OSError, ValueError) as exc:
             problems.append(Problem(manifest, f"cannot read job_manifest.json: {exc}"))
     try:
         with os.scandir(root) as it:
             for entry in it:
                 if _JOB_DIR.match(entry.name) and entry.is_dir():
-                    if os.path.isfile(os.path.join(entry.path, "job.json")):
+                    # lexists: a job.json that is a FIFO or folder is a problem, not absent
+                    if os.path.lexists(os.path.join(entry.path, "job.json")):
                         keys.add(entry.name)
     except OSError as exc:
         raise NotACryosparcProject(f"{root}: cannot list the project directory: {exc}") from None
-    if not project and not keys and not os.path.isfile(pj):
+    if not project and not keys and not os.path.lexists(pj):
         raise NotACryosparcProject(
             f"{root}: not a CryoSPARC project: no project.json and no J*/job.json"
         )
-    if not os.path.isfile(pj):
+    if not os.path.lexists(pj):
         problems.append(Problem(pj, "project.json missing; jobs read from J*/job.json"))
 
     jobs: list[JobScan] = []
@@ -98,52 +106,28 @@ def scan_project(root: str | os.PathLike) -> ProjectScan:
     for key in sorted(keys, key=job_number):
         job_dir = os.path.join(root, key)
         jj = os.path.join(job_dir, "job.json")
-        if not os.path.isfile(jj):
+        if not os.path.lexists(jj):
             problems.append(Problem(jj, "job listed in job_manifest.json has no job.json"))
             continue
         stamp = file_stamp(jj)
-        try:
-            job = read_json(jj)
-        except (OSError, ValueError) as exc:
-            problems.append(Problem(jj, f"cannot read job.json: {exc}"))
-            if stamp:
-                files.append(stamp)
-            continue
         if stamp:
             files.append(stamp)
-        raw_type = job_type_of(job)
-        jt = JOB_TYPES.get(raw_type, UNKNOWN_JOB_TYPE)
-        status = STATUSES.get(str(job.get("status") or "").lower(), "unknown")
-        groups = output_groups(job)
-        job_files = [stamp] if stamp else []
-        seen = {jj}
-        for g in groups:
-            for r in g.results:
-                path = os.path.normpath(os.path.join(root, r.metafile))
-                if path in seen:
-                    continue
-                seen.add(path)
-                s = file_stamp(path)
-                if s:
-                    job_files.append(s)
-        version = job.get("version") or job.get("cryosparc_version")
-        if isinstance(version, str) and version:
+        try:
+            job = read_json(jj)
+            scanned = _scan_job(root, key, job_dir, jj, job, stamp)
+        except (OSError, ValueError) as exc:
+            problems.append(Problem(jj, f"cannot read job.json: {exc}"))
+            continue
+        except (TypeError, AttributeError, KeyError, RecursionError) as exc:
+            # a job.json whose values have the wrong types: this job only, never the project
+            problems.append(Problem(jj, f"cannot read job.json: malformed ({type(exc).__name__}"
+                                        f": {fsguard.shown(str(exc), 160)})"))
+            continue
+        job_scan, info, version = scanned
+        if version:
             versions.append(version)
-        jkey = key  # the directory name is the uid CryoSPARC uses in metafile paths
-        jobs.append(
-            JobScan(
-                key=jkey,
-                raw_type=raw_type,
-                kind=jt.kind,
-                status=status,
-                parents=job_parents(job),
-                title=str(job.get("title") or ""),
-                created_at=to_iso(job.get("created_at")),
-                completed_at=to_iso(job.get("completed_at")),
-                files=job_files,
-            )
-        )
-        infos[jkey] = JobInfo(job_dir, jj, raw_type, groups)
+        jobs.append(job_scan)
+        infos[key] = info
 
     version = project.get("version") or project.get("cryosparc_version")
     if not (isinstance(version, str) and version):
@@ -159,6 +143,41 @@ def scan_project(root: str | os.PathLike) -> ProjectScan:
         files=files,
         extra={_EXTRA_KEY: infos},
     )
+
+
+def _scan_job(root: str, key: str, job_dir: str, jj: str, job: dict, stamp):
+    """(JobScan, JobInfo, version) of one job.json; ValueError/TypeError... for a malformed one
+    (the caller records it and drops the job), :class:`harvest.fsguard.OutsideRoots` when a
+    metafile leaves the crawl roots."""
+    raw_type = job_type_of(job)
+    jt = JOB_TYPES.get(raw_type, UNKNOWN_JOB_TYPE)
+    status = STATUSES.get(str(job.get("status") or "").lower(), "unknown")
+    groups = output_groups(job)
+    job_files = [stamp] if stamp else []
+    seen = {jj}
+    for g in groups:
+        for r in g.results:
+            path = fsguard.resolve(root, r.metafile, f"metafile of output '{g.name}'")
+            if path in seen:
+                continue
+            seen.add(path)
+            s = file_stamp(path)
+            if s:
+                job_files.append(s)
+    version = job.get("version") or job.get("cryosparc_version")
+    scan = JobScan(
+        key=key,  # the directory name is the uid CryoSPARC uses in metafile paths
+        raw_type=raw_type,
+        kind=jt.kind,
+        status=status,
+        parents=job_parents(job),
+        title=str(job.get("title") or ""),
+        created_at=to_iso(job.get("created_at")),
+        completed_at=to_iso(job.get("completed_at")),
+        files=job_files,
+    )
+    return scan, JobInfo(job_dir, jj, raw_type, groups), (
+        version if isinstance(version, str) and version else None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from harvest import fsguard
 from harvest.conventions import micrograph_key, relion30_pixel_size
 from harvest.records import JobRecord, MicrographRecord, Problem
 from harvest.relion.context import Context
@@ -55,6 +56,8 @@ def micrograph_records(
     extra_rows = extra.to_dict("index") if extra is not None and len(extra) else {}
     for path in dict.fromkeys(paths):
         abs_path = ctx.abs(path)
+        if not fsguard.inside(abs_path):
+            continue  # named outside the crawl roots: the crawl drops its particles, one Problem
         key = micrograph_key(path)
         rec = MicrographRecord(path=path, abs_path=abs_path, key=key)
         shape = ctx.mrc_shape(abs_path)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harvest import fsguard
 from harvest.conventions import (
     NO_CLASS,
     micrograph_key,
@@ -267,7 +268,7 @@ def _first_image_name(path: str) -> str | None:
     """rlnImageName of the first particle row, read without parsing the whole file."""
     labels: list[str] = []
     in_loop = False
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with fsguard.open_file(path, "r", errors="replace") as fh:
         for line in fh:
             stripped = line.strip()
             if stripped.startswith("data_"):
@@ -298,9 +299,9 @@ def _box_from_stack(path: str) -> int | None:
     stack = name.split("@", 1)[1]
     here = os.path.dirname(os.path.abspath(path))
     for base in (os.path.dirname(os.path.dirname(here)), here, os.path.dirname(here)):
-        candidate = os.path.join(base, stack)
-        if os.path.isfile(candidate):
-            try:  # only a header consistent with its file (harvest.imageio)
+        candidate = os.path.normpath(os.path.join(base, stack))
+        if fsguard.inside(candidate) and fsguard.is_regular(candidate):
+            try:  # only a header consistent with its file (harvest.imageio), opened guarded
                 return mrc_header_size(candidate)[0]
             except (OSError, ValueError):
                 return None

@@ -19,6 +19,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from harvest import fsguard
 from harvest.conventions import missing_to_nan
 from harvest.records import JobRecord, ParticleSetRecord, Problem, empty_particles
 from harvest.relion.context import Context
@@ -66,8 +67,8 @@ def _pick_list(ctx: Context, proc: Process, row: RelionJob) -> tuple[list[tuple[
     suffix = os.path.basename(suffix_path)[len("coords_suffix_"):-len(".star")]
     mic_star = None
     try:
-        with open(suffix_path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read().strip()
+        with fsguard.open_file(suffix_path, "r", errors="replace") as fh:
+            text = fh.read(4096).strip()
     except OSError:
         text = ""
     if text and "\n" not in text and os.path.isfile(ctx.abs(text)):
@@ -80,7 +81,7 @@ def _pick_list(ctx: Context, proc: Process, row: RelionJob) -> tuple[list[tuple[
     if mic_star is None:
         raise FileNotFoundError(
             f"{suffix_path}: cannot find the micrographs STAR the pick job read "
-            f"(file content {text[:80]!r}); no input node of the job exists either"
+            "(this file names none that exists); no input node of the job exists either"
         )
     ctx.files.append(mic_star)
     table, _ = read_table(mic_star, ("micrographs", "images", ""), "rlnMicrographName",
@@ -109,8 +110,10 @@ def read_picks(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
     picked_mics = []
     missing = []
     for mic, cpath in pairs:
-        if not os.path.isfile(cpath):
-            if indexed:
+        if not os.path.lexists(cpath):  # a FIFO or folder is no missing file: read_star says
+            # RELION 4/5 index every file; 3.x AutoPick writes one per micrograph (ManualPick
+            # only where something was picked)
+            if indexed or proc.jtype == "AutoPick":
                 missing.append(cpath)
             continue
         ctx.files.append(cpath)
@@ -132,9 +135,10 @@ def read_picks(ctx: Context, proc: Process, row: RelionJob) -> JobRecord:
         }))
         files.append(np.full(len(t), cpath, dtype=object))
     if missing:
+        listed = "listed by" if indexed else "expected from"
         ctx.problems.append(Problem(missing[0], (
-            f"{len(missing)} coordinate files listed by {proc.key} are missing "
-            f"(e.g. {missing[0]})")))
+            f"{len(missing)} coordinate files {listed} {proc.key} are missing, their picks "
+            f"lost (e.g. {missing[0]})")))
     frame = pd.concat(frames, ignore_index=True) if frames else empty_particles()
     if len(frame):
         frame["uid"] = np.arange(len(frame), dtype=np.int64)

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from harvest import fsguard
+from harvest.records import Problem
 from harvest.relion.tables import STRING_LABELS
 from harvest.starread import StarFormatError, read_star, star_version
 
@@ -120,8 +122,13 @@ def _job_type_from_label(label: str) -> str:
     return LABEL_DIRS.get(base, "")
 
 
-def read_pipeline(root: str) -> tuple[str, list[Process], dict[str, list[str]]]:
-    """(version, processes in pipeline order, job key → parent job keys) of a project."""
+def read_pipeline(root: str, problems: list | None = None
+                  ) -> tuple[str, list[Process], dict[str, list[str]]]:
+    """(version, processes in pipeline order, job key → parent job keys) of a project.
+
+    A process whose name leaves the project (``/etc/``, ``../other/job001/``) is left out and,
+    when ``problems`` is given, one :class:`~harvest.records.Problem` says so; nothing under
+    it is opened."""
     path = os.path.join(root, PIPELINE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no RELION {PIPELINE} here; is {root} a RELION project?")
@@ -169,9 +176,13 @@ def read_pipeline(root: str) -> tuple[str, list[Process], dict[str, list[str]]]:
 
     processes: list[Process] = []
     by_name: dict[str, Process] = {}
+    outside = []
     for name, alias, jtype, raw, label, status in zip(
         names, aliases, jtypes, raw_types, labels, statuses
     ):
+        if _leaves_project(name):
+            outside.append(name)
+            continue
         if not jtype:  # unknown label/code: fall back on the directory name
             jtype = name.split("/", 1)[0]
         alias = "" if alias in ("None", "nan", "") else alias.rstrip("/").split("/")[-1]
@@ -186,6 +197,10 @@ def read_pipeline(root: str) -> tuple[str, list[Process], dict[str, list[str]]]:
             return []
         return list(zip(df[a].astype(str), df[b].astype(str)))
 
+    if outside and problems is not None:
+        problems.append(Problem(path, (
+            f"{len(outside)} process(es) named outside the project left out (first: "
+            f"{fsguard.shown(outside[0])!r})")))
     producer: dict[str, Process] = {}
     for proc, node in edges("pipeline_output_edges", "rlnPipeLineEdgeProcess",
                             "rlnPipeLineEdgeToNode"):
@@ -221,6 +236,12 @@ def read_pipeline(root: str) -> tuple[str, list[Process], dict[str, list[str]]]:
     return version, processes, parents_of
 
 
+def _leaves_project(name: str) -> bool:
+    """Whether a pipeline name (process or node) is absolute or climbs out with ``..``."""
+    norm = os.path.normpath(name)
+    return os.path.isabs(name) or norm == ".." or norm.startswith("../") or norm == "."
+
+
 # Job types whose options decide how they are harvested in 3.x (4/5 say it in the label).
 OPTION_TYPES = frozenset({"Select"})
 
@@ -236,7 +257,7 @@ def job_options(jobdir: str) -> dict[str, str]:
             if isinstance(values, pd.DataFrame) and "rlnJobOptionVariable" in values.columns:
                 return dict(zip(values["rlnJobOptionVariable"].astype(str),
                                 values["rlnJobOptionValue"].astype(str)))
-        with open(os.path.join(jobdir, "run.job"), encoding="utf-8", errors="replace") as fh:
+        with fsguard.open_file(os.path.join(jobdir, "run.job"), "r", errors="replace") as fh:
             return {a.strip(): b.strip() for a, _, b in
                     (line.partition("==") for line in fh) if _}
     except (OSError, StarFormatError):

@@ -31,7 +31,8 @@ def scan_project(root: str | os.PathLike) -> ProjectScan:
     it cannot be read or has no processes.
     """
     root = os.path.abspath(os.fspath(root))
-    version, processes, parents_of = read_pipeline(root)
+    problems: list[Problem] = []
+    version, processes, parents_of = read_pipeline(root, problems)
     by_key = {p.key: p for p in processes}
     scan = ProjectScan(
         root=root,
@@ -39,6 +40,7 @@ def scan_project(root: str | os.PathLike) -> ProjectScan:
         version=version,
         title=os.path.basename(root),
         files=[FileStamp.of(os.path.join(root, PIPELINE))],
+        problems=problems,
     )
     for proc in processes:
         status, completed = job_status(root, proc, version)
