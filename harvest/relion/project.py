@@ -85,8 +85,9 @@ def scan_project(root: str | os.PathLike) -> ProjectScan:
 def scan_depends(scan: ProjectScan) -> tuple[list[str], list[str]]:
     """(paths, listed folders) that :func:`scan_project` depended on (:mod:`harvest.fingerprint`):
     the pipeline; per job its folder (exit markers, creation files, globs for iterations and pick
-    index files are entries there), the present markers and creation files (their mtimes are
-    the job's times; ``job.star``/``run.job`` hold 3.x Select options), every file it stamped,
+    index files are entries there), the first present exit marker and creation file (their
+    mtimes are the job's times, ``job.star``/``run.job`` hold 3.x Select options; the others
+    are read only when these go, which changes the folder), every file it stamped,
     the subfolders a pick job's coordinate files are walked from, and a 3.0 running job's output
     nodes (their existence completes it)."""
     root = scan.root
@@ -95,8 +96,9 @@ def scan_depends(scan: ProjectScan) -> tuple[list[str], list[str]]:
     for proc in scan.extra.get("processes", {}).values():
         jobdir = os.path.join(root, proc.key)
         listed.append(jobdir)
-        paths += [os.path.join(jobdir, n) for n in CREATION_FILES]
-        paths += [os.path.join(jobdir, m) for m, _ in EXIT_MARKERS]
+        for names in (CREATION_FILES, [m for m, _ in EXIT_MARKERS]):
+            paths += [p for p in (os.path.join(jobdir, n) for n in names)
+                      if os.path.exists(p)][:1]
         if scan.version == "3.0" and proc.status == "running":
             nodes = [os.path.join(root, n) for n in proc.outputs]
             paths += nodes
