@@ -21,7 +21,7 @@ At 200, 2,000 and 10,000 projects, the unchanged re-crawl runs alternately with 
 (``--before-tree``, a checkout of the earlier version, on a copy of the catalog without the
 fingerprint table) and this code, each in a fresh process: one warm-up of this code (it also
 records the fingerprints of the cloned projects, which no crawl scanned, and reads every
-project's bookkeeping into the page cache for both), then 2 alternating rounds. Wall times on a
+project's bookkeeping into the page cache for both), then ``--rounds`` alternating rounds. Wall times on a
 loaded machine are mostly waiting for a CPU: the CPU time per project is given beside them.
 
     .venv/bin/python benchmarks/bench_crawl_scale.py --facilities /work/bigfac \\
@@ -183,11 +183,11 @@ def real_crawl(db: Path, fac: Path, copies, label: str) -> None:
           f"{1000 * sum(rel) / len(rel):.1f} |", flush=True)
 
 
-def recrawls(before: Path, after: Path, fac: Path, db: Path, n: int) -> None:
+def recrawls(before: Path, after: Path, fac: Path, db: Path, n: int, rounds: int = 2) -> None:
     db_before = db.with_name(f"before_{n}.db")
     _downgrade(db, db_before)
     runs: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
-    for r in range(3):
+    for r in range(rounds + 1):
         for side, tree, cat in (("before", before, db_before), ("after", after, db)):
             if r == 0 and side == "before":
                 continue
@@ -216,6 +216,7 @@ def main() -> None:
                     help="folder of the facilities (crawlperf_<N/2>, built when absent)")
     ap.add_argument("--before-tree", required=True, help="checkout of the code before")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--rounds", type=int, default=2, help="alternating re-crawl rounds")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     after = Path(__file__).resolve().parents[1]
@@ -243,7 +244,7 @@ def main() -> None:
             print("\n| projects | re-crawl | load | wall s | cpu s | ms/project wall | "
                   "ms/project cpu |")
             print("|---:|---|---:|---:|---:|---:|---:|")
-            recrawls(before, after, fac, db, n)
+            recrawls(before, after, fac, db, n, args.rounds)
 
 
 if __name__ == "__main__":
