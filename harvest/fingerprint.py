@@ -9,7 +9,7 @@ which records a new fingerprint.
 
 **What a fingerprint records.** For each path, ``(size, mtime_ns, inode, ctime_ns)`` of its
 ``os.stat`` (symlinks followed), or "absent". The paths are the files the scan read or stamped
-(pipeline, ``job.json``, every file a job's stamps name, exit markers, job creation files) and
+(pipeline, ``job.json``, every file a job's stamps name, a job's exit marker and creation file) and
 the directories it *listed* (globs for iterations or pick index files, the walk of pick jobs'
 coordinate folders, the CryoSPARC project folder): a directory's mtime and ctime change when an
 entry is created, removed or renamed in it, so a new iteration, a new coordinate file or a new
