@@ -3,13 +3,16 @@
 :func:`crawl` holds the catalog's writer lock (``<db>.lock``) for its whole run, walks the roots
 (:mod:`harvest.discover`), and for each project:
 
+0. when the catalog holds a fingerprint of the project (:mod:`harvest.fingerprint`) and every
+   path it names stats as recorded, the project is unchanged: nothing is opened or parsed;
 1. ``scan_project(root)`` (cheap: the project's own bookkeeping);
 2. compares every job's status and file stamps (size + mtime_ns) with the catalog; a job is
    parsed (``parse_job``) only when it is completed and new, changed, finished since the last
    crawl, or failed to parse last time;
 3. writes the project in ONE transaction (:meth:`Catalog.write_project`): new/updated jobs,
    replaced particle sets of re-parsed jobs, merged micrographs, edges, stamps; jobs no longer in
-   the project are marked ``missing`` (rows kept). An unchanged project writes nothing.
+   the project are marked ``missing`` (rows kept). An unchanged project writes nothing;
+4. a project that ends the crawl clean (no problem) gets a new fingerprint, written in batches.
 
 Projects whose marker file has gone are marked ``missing``. Bad input never stops a crawl: every
 exception from a parser becomes one ``problems`` row and one log line naming the file and the
@@ -35,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from harvest import fsguard
+from harvest import fingerprint, fsguard
 from harvest.catalog import Catalog, ProjectState, db_text, stamps_equal, writer_lock
 from harvest.catalog import problems as problem_state
 from harvest.discover import CRYOSPARC_MARKER, RELION_MARKER, FoundProject, classify, discover
@@ -47,6 +50,7 @@ log = logging.getLogger("harvest.crawl")
 PARSERS = {"cryosparc": "harvest.cryosparc", "relion": "harvest.relion"}
 MARKERS = {"cryosparc": CRYOSPARC_MARKER, "relion": RELION_MARKER}
 KILL_ENV = "CRYOGLEAN_TEST_KILL_AFTER"
+FINGERPRINT_BATCH = 500  # fingerprints written per transaction
 
 
 @dataclass
@@ -152,15 +156,18 @@ def crawl(
             log.warning("problem: %s", p)
         summary.problems += cat.add_problems(crawl_id, disc_problems)
         bar = Progress(len(projects), "crawl", "projects", enabled=progress)
+        prints = _Fingerprints(cat, {p.software for p in projects})
         with ThreadPoolExecutor(max_workers=scan_workers) as pool:
-            for found_project, scanned in _prefetch_scans(pool, projects, 2 * scan_workers):
+            for found_project, scanned in _prefetch_scans(pool, projects, 2 * scan_workers,
+                                                          prints.known):
                 if should_stop is not None and should_stop():
                     log.info("stopping: %d projects crawled", summary.projects)
                     pool.shutdown(wait=True, cancel_futures=True)
                     break
-                _crawl_project(cat, found_project, scanned, crawl_id, summary, hook)
+                _crawl_project(cat, found_project, scanned, crawl_id, summary, hook, prints)
                 summary.projects += 1
                 bar.update(1)
+        prints.flush()
         bar.close()
         scope = roots if only is None else sorted({os.path.abspath(r) for r in only})
         present = {db_text(p.root) for p in projects}
@@ -176,39 +183,83 @@ def crawl(
 
 @dataclass
 class _Scanned:
-    """What scanning one project gave: a scan with its parser, or a problem."""
+    """What scanning one project gave: a scan with its parser (and the fingerprint of what it
+    read, None if it cannot be trusted), a problem, or ``unchanged_id``: the catalog id of a
+    project whose fingerprint matched (not scanned)."""
 
     parser: object = None
     scan: ProjectScan | None = None
     problem: Problem | None = None
+    fingerprint: fingerprint.Fingerprint | None = None
+    unchanged_id: int | None = None
 
 
-def _scan(found: FoundProject) -> _Scanned:
+class _Fingerprints:
+    """The crawl's fingerprints: those the catalog holds (:attr:`known`, read once) and those to
+    record or forget, written in batches of :data:`FINGERPRINT_BATCH`."""
+
+    def __init__(self, cat: Catalog, softwares: Iterable[str]):
+        self.cat = cat
+        self.scanners = {s: fingerprint.scanner_id(s) for s in softwares}
+        self.known = fingerprint.load(cat.conn, self.scanners)
+        self.stored: list[tuple[int, str, fingerprint.Fingerprint]] = []
+        self.dropped: list[int] = []
+
+    def record(self, project_id: int, software: str, fp: fingerprint.Fingerprint | None,
+               clean: bool) -> None:
+        """After a project's full path: keep ``fp`` when the project ended clean, else forget
+        any older fingerprint."""
+        if fp is not None and clean:
+            self.stored.append((project_id, self.scanners[software], fp))
+        else:
+            self.dropped.append(project_id)
+        if len(self.stored) + len(self.dropped) >= FINGERPRINT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        fingerprint.save(self.cat.conn, self.stored, self.dropped)
+        self.stored, self.dropped = [], []
+
+
+def _scan(found: FoundProject, known: tuple[int, tuple[bytes, bytes]] | None = None) -> _Scanned:
+    if known is not None and fingerprint.matches(found.root, known[1]):
+        return _Scanned(unchanged_id=known[0])
     try:
         parser = _parser(found.software)
     except ImportError as exc:
         return _Scanned(problem=Problem(found.root,
                                         f"no {found.software} parser available: {exc}"))
+    started = time.time_ns()
     try:
-        return _Scanned(parser, parser.scan_project(found.root))
+        scan = parser.scan_project(found.root)
     except Exception as exc:  # noqa: BLE001 - any parser failure is one problem row
         return _Scanned(problem=Problem(
             found.root, f"cannot read {found.software} project: {_reason(exc)}"))
+    fp = None
+    if not scan.problems:
+        try:
+            fp = fingerprint.take(scan, *parser.scan_depends(scan), started_ns=started)
+        except Exception as exc:  # noqa: BLE001 - no fingerprint: the next crawl scans again
+            log.debug("no fingerprint for %s: %s", found.root, _reason(exc))
+    return _Scanned(parser, scan, fingerprint=fp)
 
 
-def _prefetch_scans(pool: ThreadPoolExecutor, projects: Sequence[FoundProject], ahead: int):
-    """(project, _Scanned) in order, with up to ``ahead`` scans running in the pool."""
+def _prefetch_scans(pool: ThreadPoolExecutor, projects: Sequence[FoundProject], ahead: int,
+                    known: dict | None = None):
+    """(project, _Scanned) in order, with up to ``ahead`` scans running in the pool;
+    ``known``: root → (project id, fingerprint) from the catalog."""
+    known = known or {}
     window: deque = deque()
     it = iter(projects)
     for p in it:
-        window.append((p, pool.submit(_scan, p)))
+        window.append((p, pool.submit(_scan, p, known.get(db_text(p.root)))))
         if len(window) >= ahead:
             break
     while window:
         p, fut = window.popleft()
         nxt = next(it, None)
         if nxt is not None:
-            window.append((nxt, pool.submit(_scan, nxt)))
+            window.append((nxt, pool.submit(_scan, nxt, known.get(db_text(nxt.root)))))
         yield p, fut.result()
 
 
@@ -264,7 +315,12 @@ def _unchanged(scan: ProjectScan, state: ProjectState | None, cat: Catalog) -> b
 
 
 def _crawl_project(cat: Catalog, found: FoundProject, scanned: _Scanned, crawl_id: int,
-                   summary: CrawlSummary, hook) -> None:
+                   summary: CrawlSummary, hook, prints: _Fingerprints | None = None) -> None:
+    if scanned.unchanged_id is not None:
+        # the fingerprint matched: unchanged, and it had no problem to carry forward (only
+        # projects that ended a crawl clean get a fingerprint)
+        summary.unchanged_ids.append(scanned.unchanged_id)
+        return
     if scanned.problem is not None:
         log.warning("problem: %s", scanned.problem)
         summary.problems += cat.add_problems(crawl_id, [scanned.problem])
@@ -274,7 +330,9 @@ def _crawl_project(cat: Catalog, found: FoundProject, scanned: _Scanned, crawl_i
     since = problem_state.last_visit(cat.conn, state.id) if state is not None else None
     if _unchanged(scan, state, cat):
         summary.unchanged_ids.append(state.id)
-        problem_state.carry(cat.conn, crawl_id, state.id, since, reexamined=())
+        carried = problem_state.carry(cat.conn, crawl_id, state.id, since, reexamined=())
+        if prints is not None:
+            prints.record(state.id, scan.software, scanned.fingerprint, clean=carried == 0)
         return
     try:
         w, parsed, reexamined = _write_project(cat, parser, scan, state, crawl_id, hook)
@@ -284,9 +342,15 @@ def _crawl_project(cat: Catalog, found: FoundProject, scanned: _Scanned, crawl_i
         p = Problem(scan.root, f"cannot store project: {_reason(exc)}")
         log.warning("problem: %s", p)
         summary.problems += cat.add_problems(crawl_id, [p])
+        if state is not None and prints is not None:
+            prints.record(state.id, scan.software, None, clean=False)
         return
+    carried = 0
     if state is not None:  # problems of jobs not parsed again are still open
-        problem_state.carry(cat.conn, crawl_id, state.id, since, reexamined)
+        carried = problem_state.carry(cat.conn, crawl_id, state.id, since, reexamined)
+    if prints is not None:
+        prints.record(w.project_id, scan.software, scanned.fingerprint,
+                      clean=w.problems == 0 and carried == 0)
     summary.new_jobs += w.new_jobs
     summary.new_particles += w.new_particles
     summary.problems += w.problems

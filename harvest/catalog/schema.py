@@ -187,14 +187,24 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     create_views(conn)
 
 
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """Issue 15: ``project_fingerprints`` (crawl bookkeeping, :mod:`harvest.fingerprint`): the
+    stat data a project's last scan depended on, so that a re-crawl skips unchanged projects."""
+    db.execute(
+        "CREATE TABLE project_fingerprints (project_id INTEGER PRIMARY KEY "
+        "REFERENCES projects(id), scanner TEXT NOT NULL, taken_at TEXT, paths BLOB NOT NULL, "
+        "digest BLOB NOT NULL)"
+    )
+
+
 # Ordered: migration i (1-based) brings the schema from version i-1 to i. Append, never edit.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1, _migration_2, _migration_3)
+    _migration_1, _migration_2, _migration_3, _migration_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 # Versions whose migration a read-only reader can do without: the read API makes up for it
 # (2: no size_source column, 0-based RELION classes shifted on read, TEMP views; 3: the codec
-# reads the schema-2 particles table).
-READER_COMPATIBLE: frozenset[int] = frozenset({2, 3})
+# reads the schema-2 particles table; 4: crawl bookkeeping that readers never read).
+READER_COMPATIBLE: frozenset[int] = frozenset({2, 3, 4})
 
 # Data tables (everything but crawl bookkeeping), for comparisons of two catalogs.
 DATA_TABLES: tuple[str, ...] = (

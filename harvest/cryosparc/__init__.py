@@ -33,7 +33,7 @@ from harvest.cryosparc.joins import (
     SHIFT_FIELDS,
 )
 from harvest.cryosparc.micrographs import EXPOSURE_FIELDS, TRAJECTORY_FIELDS
-from harvest.cryosparc.project import NotACryosparcProject, parse_job, scan_project
+from harvest.cryosparc.project import NotACryosparcProject, parse_job, scan_depends, scan_project
 
 __all__ = [
     "CLASS_FIELDS",
@@ -53,5 +53,6 @@ __all__ = [
     "JobType",
     "NotACryosparcProject",
     "parse_job",
+    "scan_depends",
     "scan_project",
 ]

@@ -1,6 +1,7 @@
 """The two steps of :mod:`harvest.records` for a CryoSPARC project: :func:`scan_project` (the
 bookkeeping: project.json, job_manifest.json, every J*/job.json and the metafiles its outputs
-name) and :func:`parse_job` (one completed job's .cs outputs, as its :data:`JOB_TYPES` row says).
+name) and :func:`parse_job` (one completed job's .cs outputs, as its :data:`JOB_TYPES` row says);
+:func:`scan_depends` names what the scan read, for :mod:`harvest.fingerprint`.
 """
 
 from __future__ import annotations
@@ -178,6 +179,27 @@ def _scan_job(root: str, key: str, job_dir: str, jj: str, job: dict, stamp):
     )
     return scan, JobInfo(job_dir, jj, raw_type, groups), (
         version if isinstance(version, str) and version else None)
+
+
+def scan_depends(scan: ProjectScan) -> tuple[list[str], list[str]]:
+    """(paths, listed folders) that :func:`scan_project` depended on (:mod:`harvest.fingerprint`):
+    the project folder (listed for job folders; ``project.json`` and ``job_manifest.json`` are
+    entries there), every ``J*/job.json`` of a job folder found there or listed in the manifest
+    (present or not), and every metafile a job's outputs name (stamped, or absent)."""
+    root = scan.root
+    paths = [os.path.join(root, "project.json"), os.path.join(root, "job_manifest.json")]
+    try:
+        with os.scandir(root) as it:
+            paths += [os.path.join(e.path, "job.json") for e in it if _JOB_DIR.match(e.name)]
+    except OSError:
+        pass
+    for info in (scan.extra.get(_EXTRA_KEY) or {}).values():
+        paths.append(info.json_path)
+        paths += [os.path.normpath(os.path.join(root, r.metafile))
+                  for g in info.groups for r in g.results]
+    for job in scan.jobs:
+        paths += [f.path for f in job.files]
+    return paths, [root]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from harvest.relion.pipeline import (
     STATUS_LABELS,
     RelionProjectError,
 )
-from harvest.relion.project import parse_job, scan_project
+from harvest.relion.project import parse_job, scan_depends, scan_project
 from harvest.relion.tables import SCORE_MISSING, STRING_LABELS
 
 __all__ = [
@@ -58,5 +58,6 @@ __all__ = [
     "RelionProjectError",
     "parse_job",
     "particle_set_from_star",
+    "scan_depends",
     "scan_project",
 ]

@@ -1,5 +1,6 @@
 """The two steps of :mod:`harvest.records` for a RELION project: :func:`scan_project` (the
-pipeline, job status, the files each job's row lists) and :func:`parse_job` (the row's reader)."""
+pipeline, job status, the files each job's row lists) and :func:`parse_job` (the row's reader);
+:func:`scan_depends` names what the scan read, for :mod:`harvest.fingerprint`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from harvest.relion.jobs import job_files, job_row
 from harvest.relion.micrographs import read_micrographs
 from harvest.relion.particles import read_particles
 from harvest.relion.picks import read_picks
-from harvest.relion.pipeline import PIPELINE, iso, job_status, read_pipeline, stat_ns
+from harvest.relion.pipeline import (
+    EXIT_MARKERS,
+    PIPELINE,
+    iso,
+    job_status,
+    read_pipeline,
+    stat_ns,
+)
 
 # RelionJob.reader → the function that reads a job's outputs into a JobRecord
 READERS = {
@@ -74,6 +82,34 @@ def scan_project(root: str | os.PathLike) -> ProjectScan:
     scan.extra["processes"] = by_key
     scan.extra["parents"] = parents_of
     return scan
+
+
+def scan_depends(scan: ProjectScan) -> tuple[list[str], list[str]]:
+    """(paths, listed folders) that :func:`scan_project` depended on (:mod:`harvest.fingerprint`):
+    the pipeline; per job its folder (exit markers, creation files, globs for iterations and pick
+    index files are entries there), the first present exit marker and creation file (their
+    mtimes are the job's times, ``job.star``/``run.job`` hold 3.x Select options; the others
+    are read only when these go, which changes the folder), every file it stamped,
+    the subfolders a pick job's coordinate files are walked from, and a 3.0 running job's output
+    nodes (their existence completes it)."""
+    root = scan.root
+    paths = [os.path.join(root, PIPELINE)]
+    listed: list[str] = []
+    for proc in scan.extra.get("processes", {}).values():
+        jobdir = os.path.join(root, proc.key)
+        listed.append(jobdir)
+        for names in (CREATION_FILES, [m for m, _ in EXIT_MARKERS]):
+            paths += [p for p in (os.path.join(jobdir, n) for n in names)
+                      if os.path.exists(p)][:1]
+        if scan.version == "3.0" and proc.status == "running":
+            nodes = [os.path.join(root, n) for n in proc.outputs]
+            paths += nodes
+            listed += {os.path.dirname(n) for n in nodes}
+        if job_row(proc).coordinate_files:
+            listed += [d for d, _, _ in os.walk(jobdir) if d != jobdir]
+    for job in scan.jobs:
+        paths += [f.path for f in job.files]
+    return paths, listed
 
 
 def parse_job(scan: ProjectScan, job_key: str) -> JobRecord:

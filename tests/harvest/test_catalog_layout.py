@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from catalog_layouts import as_schema_2
 
-from harvest.catalog import Catalog
+from harvest.catalog import SCHEMA_VERSION, Catalog
 from harvest.records import JobRecord, JobScan, ParticleSetRecord, ProjectScan
 
 MICS = [f"J1/mic_{i:03d}.mrc" for i in range(7)]
@@ -150,7 +150,7 @@ def test_schema_2_catalog_reads_read_only_and_migrates(tmp_path):
             pd.testing.assert_frame_equal(a, b)
         assert table == want_view  # the view shows what the table held
     with Catalog(old) as cat:  # writable: migrated, same particles, same ranges
-        assert cat.schema_version() == 3
+        assert cat.schema_version() == SCHEMA_VERSION
         got, got_mic, view = _everything(cat)
         pd.testing.assert_frame_equal(got, want)
         for a, b in zip(got_mic, want_mic):
