@@ -71,9 +71,16 @@ def test_sizes_and_boxes_come_from_options(realdata, tmp_path):
     r = _cli("yolo", "topaz", tmp_path / "y3", "-o", tmp_path / "back.txt",
              "--micrograph-size", "7676x7420")
     assert r.exit_code == 0, r.output
-    a = registry.read_picks(src, "topaz").sort_values(["micrograph", "x", "y"])
-    b = registry.read_picks(tmp_path / "back.txt", "topaz").sort_values(["micrograph", "x", "y"])
-    np.testing.assert_array_equal(a[["x", "y"]].to_numpy(), b[["x", "y"]].to_numpy())
+    a = registry.read_picks(src, "topaz").reset_index(drop=True)
+    b = registry.read_picks(tmp_path / "back.txt", "topaz").reset_index(drop=True)
+    assert len(a) == len(b) and (a["micrograph"] == b["micrograph"]).all()
+    # picks on the declared image come back exactly; a few of Topaz's own picks lie past its
+    # edge (y up to 7432 of 7420): YOLO can only hold the visible part of their box
+    on = (a["x"] <= 7676) & (a["y"] <= 7420)
+    assert 0 < (~on).sum() < 0.01 * len(a)
+    np.testing.assert_array_equal(a.loc[on, ["x", "y"]].to_numpy(),
+                                  b.loc[on, ["x", "y"]].to_numpy())
+    assert (b.loc[~on, "x"] <= 7676).all() and (b.loc[~on, "y"] <= 7420).all()
 
 
 def test_images_give_the_sizes(tmp_path):
