@@ -21,14 +21,17 @@
   ``quick_check`` on every table but ``particles`` (:func:`quick_check`).
 
 Every refusal is a :class:`CatalogError` (a ``ValueError``): one line naming the file, what is
-wrong and what to do.
+wrong and what to do; :func:`sqlite_errors` turns SQLite's complaints about the file met later
+(a full disk during a crawl, damage met while reading) into one too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sqlite3
+from collections.abc import Iterator
 from urllib.parse import quote
 
 # Byte 18 of an SQLite file header: 1 = rollback journal, 2 = WAL (sqlite.org/fileformat.html).
@@ -115,7 +118,7 @@ def _shape(conn: sqlite3.Connection) -> dict[str, dict[str, frozenset[str]]]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def expected_shape(version: int) -> dict[str, dict[str, frozenset[str]]]:
     """What migrations 1 … ``version`` create (run on an in-memory database, once)."""
     import sqlite_utils
@@ -167,6 +170,34 @@ def quick_check(conn: sqlite3.Connection, path: str, skip: tuple[str, ...] = ("p
         except sqlite3.DatabaseError as exc:
             rows = [(str(exc),)]
         if rows and rows[0][0] != "ok":
+            first = " ".join(str(rows[0][0]).replace("*** in database main ***", "").split())
             raise CatalogError(
-                f"catalog {path} is damaged (table {table}: {rows[0][0]}); restore it from a "
+                f"catalog {path} is damaged (table {table}: {first}); restore it from a "
                 "backup, or crawl into a new catalog file")
+
+
+#: (words in SQLite's message, what to do), first match wins.
+_ADVICE = (
+    ("database or disk is full", "free space on its filesystem and crawl again: every project "
+                                 "written before is kept, the next crawl writes the rest"),
+    ("readonly database", "this user may not write it; crawl with an account that may"),
+    ("malformed", "the file is damaged: restore it from a backup, or crawl into a new file"),
+    ("not a database", "the file is not an SQLite catalog: give --db a cryoglean catalog"),
+    ("disk i/o error", "the filesystem failed a read or write: check it and run again"),
+    ("database is locked", "another program holds it; try again later"),
+)
+
+
+@contextlib.contextmanager
+def sqlite_errors(path: str) -> Iterator[None]:
+    """Turn an SQLite error about the catalog file at ``path`` (full disk, read-only file,
+    damage) into a one-line :class:`CatalogError` that names the file and what to do; other
+    SQLite errors (bugs) pass unchanged."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        text = str(exc).lower()
+        for words, advice in _ADVICE:
+            if words in text:
+                raise CatalogError(f"catalog {path}: {exc}; {advice}") from exc
+        raise
