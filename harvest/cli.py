@@ -98,10 +98,12 @@ def watch_command(roots, db, debounce, excludes, poll_interval):
     Exits 0 after a clean shutdown; the project being written when the signal came is finished
     first.
     """
+    from harvest.catalog import Catalog
     from harvest.catalog.opening import sqlite_errors
     from harvest.watch import watch
 
     with sqlite_errors(db):
+        Catalog(db).close()  # a catalog it cannot write (foreign, damaged, read-only) stops here
         watch(list(roots), db, debounce=debounce, excludes=excludes, poll_interval=poll_interval)
 
 

@@ -127,7 +127,7 @@ def ls_data(cat: Catalog, project_ids: list[int] | None = None) -> list[dict]:
     projects = cat.projects()
     if project_ids is not None:
         projects = projects[projects["id"].isin([int(i) for i in project_ids])]
-    njobs = cat.job_counts()
+    njobs = cat.job_counts(project_ids)
     totals = cat.project_stage_totals(project_ids)
     stages: dict[int, dict[str, int]] = {}
     for r in totals.itertuples():

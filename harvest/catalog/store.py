@@ -309,10 +309,12 @@ class Catalog:
             df[col] = df[col].astype(np.int64)
         return df
 
-    def job_counts(self) -> dict[int, int]:
-        """{project id: number of jobs} (one pass over the jobs index, no job row is read)."""
+    def job_counts(self, project_ids: Iterable[int] | None = None) -> dict[int, int]:
+        """{project id: number of jobs} for every project (or ``project_ids``), from the jobs
+        index (no job row is read)."""
+        where, params = self._in("project_id", project_ids)
         return {int(p): int(n) for p, n in self.conn.execute(
-            "SELECT project_id, count(*) FROM jobs GROUP BY project_id")}
+            f"SELECT project_id, count(*) FROM jobs WHERE 1{where} GROUP BY project_id", params)}
 
     def problems(self, crawl_id: int | None = None) -> pd.DataFrame:
         """DataFrame[id, crawl_id, project_id, job_key, path, error] (latest crawl by default)."""
