@@ -142,12 +142,51 @@ def before_stage_counts(cat: Catalog, pid: int) -> pd.DataFrame:
 # -----------------------------------------------------------------------------------------------
 
 def timed(fn, repeat: int) -> float:
-    best = float("inf")
+    """Best of ``repeat`` runs (NaN for 0: not run)."""
+    best = float("inf") if repeat else float("nan")
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def measure(db: Path, args) -> tuple:
+    """The timings of one catalog (after checking that both ways give the same counts)."""
+    with Catalog(db, readonly=True) as cat:
+        rows = cat.conn.execute("SELECT count(*) FROM set_counts").fetchone()[0]
+        rep_before = args.repeat if rows <= args.before_repeat_max_rows else 1
+        if rows > args.before_max_rows:
+            rep_before = 0
+        pid = int(cat.projects()["id"].iloc[-1])
+        pd.testing.assert_frame_equal(before_stage_counts(cat, pid),
+                                      cat.stage_counts(pid), check_dtype=False)
+        if rep_before:  # same answer both ways first
+            want = before_totals(cat.conn)
+            got = cat.project_stage_totals()[["project_id", "stage", "count"]]
+            key = ["project_id", "stage"]
+            pd.testing.assert_frame_equal(
+                want.sort_values(key).reset_index(drop=True).astype({"count": np.int64}),
+                got.sort_values(key).reset_index(drop=True), check_dtype=False)
+        ls_b = timed(lambda: before_ls(cat), rep_before)
+        ls_a = timed(lambda: ls_text(cat), args.repeat)
+        sh_b = timed(lambda: before_stage_counts(cat, pid), args.repeat)
+        sh_a = timed(lambda: cat.stage_counts(pid), args.repeat)
+        show_all = timed(lambda: show_text(cat, pid), args.repeat)
+    plain = sqlite3.connect(db)
+    view_b = timed(lambda: plain.execute(project_totals_sql()).fetchall(), rep_before)
+    view_a = timed(lambda: plain.execute("SELECT * FROM stage_totals").fetchall(),
+                   args.repeat)
+    plain.isolation_level = None
+
+    def refresh():
+        plain.execute("BEGIN")
+        refresh_project_totals(plain, pid)
+        plain.execute("ROLLBACK")
+
+    ref = timed(refresh, args.repeat)
+    plain.close()
+    return rows, ls_b, ls_a, sh_b, sh_a, show_all, view_b, view_a, ref
 
 
 def main() -> None:
@@ -157,6 +196,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--before-repeat-max-rows", type=float, default=2e6,
                     help="above this, the before paths run once (minutes, GBs)")
+    ap.add_argument("--before-max-rows", type=float, default=float("inf"),
+                    help="above this, the before paths are not run (shown as -)")
     ap.add_argument("--keep", default=None, help="folder to keep the catalogs in")
     args = ap.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-counts-"))
@@ -175,37 +216,7 @@ def main() -> None:
                 rows = build(db, projects, args.micrographs)
                 print(f"<!-- built {rows} rows in {time.perf_counter() - t0:.0f} s -->",
                       flush=True)
-            with Catalog(db, readonly=True) as cat:
-                rows = cat.conn.execute("SELECT count(*) FROM set_counts").fetchone()[0]
-                rep_before = args.repeat if rows <= args.before_repeat_max_rows else 1
-                # same answer both ways first
-                want = before_totals(cat.conn)
-                got = cat.project_stage_totals()[["project_id", "stage", "count"]]
-                key = ["project_id", "stage"]
-                pd.testing.assert_frame_equal(
-                    want.sort_values(key).reset_index(drop=True).astype({"count": np.int64}),
-                    got.sort_values(key).reset_index(drop=True), check_dtype=False)
-                pid = int(cat.projects()["id"].iloc[-1])
-                pd.testing.assert_frame_equal(before_stage_counts(cat, pid),
-                                              cat.stage_counts(pid), check_dtype=False)
-                ls_b = timed(lambda: before_ls(cat), rep_before)
-                ls_a = timed(lambda: ls_text(cat), args.repeat)
-                sh_b = timed(lambda: before_stage_counts(cat, pid), args.repeat)
-                sh_a = timed(lambda: cat.stage_counts(pid), args.repeat)
-                show_all = timed(lambda: show_text(cat, pid), args.repeat)
-            plain = sqlite3.connect(db)
-            view_b = timed(lambda: plain.execute(project_totals_sql()).fetchall(), rep_before)
-            view_a = timed(lambda: plain.execute("SELECT * FROM stage_totals").fetchall(),
-                           args.repeat)
-            plain.isolation_level = None
-
-            def refresh():
-                plain.execute("BEGIN")
-                refresh_project_totals(plain, pid)
-                plain.execute("ROLLBACK")
-
-            ref = timed(refresh, args.repeat)
-            plain.close()
+            rows, ls_b, ls_a, sh_b, sh_a, show_all, view_b, view_a, ref = measure(db, args)
             mb = db.stat().st_size / 1e6
             print(f"| {rows:,} | {projects:,} | {mb:.0f} | {ls_b:.3f} | {ls_a:.4f} | "
                   f"{ls_b / ls_a:.0f}× | {sh_b:.3f} | {sh_a:.3f} | {show_all:.3f} | {view_b:.3f} | "
