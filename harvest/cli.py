@@ -55,13 +55,15 @@ def crawl_command(ctx, roots, db, excludes, wait, follow_symlinks, as_json, quie
     import logging
 
     from harvest.catalog import CatalogLocked
+    from harvest.catalog.opening import sqlite_errors
     from harvest.crawl import crawl
 
     if quiet:
         logging.getLogger("harvest").setLevel(logging.ERROR)
     try:
-        summary = crawl(list(roots), db, excludes=excludes, progress=not quiet, wait=wait,
-                        follow_symlinks=follow_symlinks)
+        with sqlite_errors(db):
+            summary = crawl(list(roots), db, excludes=excludes, progress=not quiet, wait=wait,
+                            follow_symlinks=follow_symlinks)
     except CatalogLocked as exc:
         click.echo(f"Error: {exc}", err=True)
         ctx.exit(EXIT_LOCKED)
@@ -96,9 +98,13 @@ def watch_command(roots, db, debounce, excludes, poll_interval):
     Exits 0 after a clean shutdown; the project being written when the signal came is finished
     first.
     """
+    from harvest.catalog import Catalog
+    from harvest.catalog.opening import sqlite_errors
     from harvest.watch import watch
 
-    watch(list(roots), db, debounce=debounce, excludes=excludes, poll_interval=poll_interval)
+    with sqlite_errors(db):
+        Catalog(db).close()  # a catalog it cannot write (foreign, damaged, read-only) stops here
+        watch(list(roots), db, debounce=debounce, excludes=excludes, poll_interval=poll_interval)
 
 
 @click.command("ls", context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,10 +113,12 @@ def watch_command(roots, db, debounce, excludes, poll_interval):
 def ls_command(db, as_json):
     """List the catalog's projects with software, version, jobs and particles per stage."""
     from harvest.catalog import Catalog
+    from harvest.catalog.opening import sqlite_errors
     from harvest.show import ls_data, ls_text
 
-    with Catalog(db, readonly=True) as cat:
-        click.echo(json.dumps(ls_data(cat)) if as_json else ls_text(cat))
+    with sqlite_errors(db), Catalog(db, readonly=True) as cat:
+        text = json.dumps(ls_data(cat)) if as_json else ls_text(cat)
+    click.echo(text)
 
 
 @click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,8 +129,9 @@ def show_command(project, db, as_json):
     """Show one PROJECT (id, root path or title): jobs, particle sets per stage, parents, and
     per micrograph how many particles reached each stage."""
     from harvest.catalog import Catalog
+    from harvest.catalog.opening import sqlite_errors
     from harvest.show import show_data, show_text
 
-    with Catalog(db, readonly=True) as cat:
+    with sqlite_errors(db), Catalog(db, readonly=True) as cat:
         text = json.dumps(show_data(cat, project)) if as_json else show_text(cat, project)
     click.echo(text)

@@ -1,5 +1,10 @@
 """Views of the catalog for ``cryoglean ls`` and ``cryoglean show PROJECT``: plain text
-(:func:`ls_text`, :func:`show_text`) and JSON-ready dicts (:func:`ls_data`, :func:`show_data`)."""
+(:func:`ls_text`, :func:`show_text`) and JSON-ready dicts (:func:`ls_data`, :func:`show_data`).
+
+Counts come from stored aggregates: per-project stage totals (``Catalog.project_stage_totals``,
+a few rows per project) and jobs per project from the jobs index; ``show`` reads one project's
+per-micrograph counts. No particle row is read. Text output escapes control characters
+(:func:`printable`): a title or path written by someone else cannot forge a row."""
 
 from __future__ import annotations
 
@@ -10,8 +15,19 @@ from harvest.catalog.problems import open_problems
 from harvest.conventions import STAGES
 
 
+def printable(text) -> str:
+    """``text`` with every character that is not printable (newline, tab, escape sequences,
+    bidirectional overrides, lone surrogates of undecodable names) written as a Python escape
+    (``\\n``, ``\\x1b``, ``\\u202e``): one value stays on one line and shows what it holds."""
+    text = "" if text is None else str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace")
+                   .decode("ascii") for c in text)
+
+
 def _table(rows: list[list], header: list[str]) -> str:
-    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [[printable(c) for c in header]] + [[printable(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -31,14 +47,13 @@ def ls_text(cat: Catalog) -> str:
     projects = cat.projects()
     if projects.empty:
         return f"catalog {cat.path} holds no projects yet (run `cryoglean crawl ROOT --db ...`)"
-    jobs = cat.jobs()
-    njobs = jobs.groupby("project_id").size() if not jobs.empty else pd.Series(dtype=int)
+    njobs = cat.job_counts()
     totals = cat.project_stage_totals()
     present = [s for s in STAGES if s in set(totals["stage"])] if not totals.empty else []
     by = {(int(r.project_id), r.stage): int(r.count) for r in totals.itertuples()}
     rows = []
     for p in projects.itertuples():
-        rows.append([p.id, p.software, p.version or "", p.status, int(njobs.get(p.id, 0)),
+        rows.append([p.id, p.software, p.version or "", p.status, njobs.get(p.id, 0),
                      *[_num(by.get((p.id, s))) for s in present], p.title or "", p.root])
     return _table(rows, ["id", "software", "version", "status", "jobs", *present, "title",
                          "root"])
@@ -49,8 +64,9 @@ def show_text(cat: Catalog, spec: str | int) -> str:
     micrograph how many particles reached each stage."""
     pid = cat.find_project(spec)
     p = cat.projects().set_index("id").loc[pid]
-    out = [f"project {pid}: {p['title'] or ''} ({p['software']} {p['version']}, {p['status']})",
-           f"root: {p['root']}", f"last crawl: {p['last_crawl']}", ""]
+    out = [f"project {pid}: {printable(p['title'])} ({p['software']} {p['version']}, "
+           f"{p['status']})", f"root: {printable(p['root'])}", f"last crawl: {p['last_crawl']}",
+           ""]
     jobs = cat.jobs([pid])
     edges = cat.job_edges([pid])
     key_of = dict(zip(jobs["id"], jobs["key"]))
@@ -70,12 +86,13 @@ def show_text(cat: Catalog, spec: str | int) -> str:
     ext = sets[sets["job_id"].isna()]
     if len(ext):
         out += ["", "imported sets:"]
-        out += [f"  set {s.id}: {s.name} [{s.stage}] {s.count:,}" for s in ext.itertuples()]
+        out += [f"  set {s.id}: {printable(s.name)} [{s.stage}] {s.count:,}"
+                for s in ext.itertuples()]
     problems = open_problems(cat.conn, pid)
     if len(problems):
         out += ["", f"problems at the last crawl that read this project, still open "
                     f"({len(problems)}):"]
-        out += [f"  {r.path}: {_strip_prefix(r.error, r.path + ': ')}"
+        out += [f"  {printable(r.path)}: {printable(_strip_prefix(r.error, r.path + ': '))}"
                 for r in problems.itertuples()]
     counts = cat.stage_counts(pid)
     out.append("")
@@ -104,20 +121,26 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return [{k: _plain(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
-def ls_data(cat: Catalog) -> list[dict]:
-    """Per project: id, root, software, version, title, status, last_crawl, jobs, particles
-    per stage (``stages``), open problems."""
+def ls_data(cat: Catalog, project_ids: list[int] | None = None) -> list[dict]:
+    """Per project (all, or ``project_ids``): id, root, software, version, title, status,
+    last_crawl, jobs, particles per stage (``stages``), open problems."""
     projects = cat.projects()
-    jobs = cat.jobs()
-    njobs = jobs.groupby("project_id").size() if not jobs.empty else pd.Series(dtype=int)
-    totals = cat.project_stage_totals()
-    open_by = open_problems(cat.conn).groupby("project_id").size()
+    if project_ids is not None:
+        projects = projects[projects["id"].isin([int(i) for i in project_ids])]
+    njobs = cat.job_counts(project_ids)
+    totals = cat.project_stage_totals(project_ids)
+    stages: dict[int, dict[str, int]] = {}
+    for r in totals.itertuples():
+        stages.setdefault(int(r.project_id), {})[r.stage] = int(r.count)
+    if project_ids is not None and len(project_ids) == 1:
+        open_by = {int(project_ids[0]): len(open_problems(cat.conn, int(project_ids[0])))}
+    else:
+        open_by = open_problems(cat.conn).groupby("project_id").size().to_dict()
     out = []
     for p in _records(projects):
         pid = p["id"]
-        t = totals[totals["project_id"] == pid]
         p["jobs"] = int(njobs.get(pid, 0))
-        p["stages"] = {s: int(c) for s, c in zip(t["stage"], t["count"])}
+        p["stages"] = stages.get(pid, {})
         p["problems"] = int(open_by.get(pid, 0))
         out.append(p)
     return out
@@ -127,7 +150,7 @@ def show_data(cat: Catalog, spec: str | int) -> dict:
     """One project: its row, jobs (with parents), particle sets, open problems, and per
     micrograph the particles per stage."""
     pid = cat.find_project(spec)
-    project = next(p for p in ls_data(cat) if p["id"] == pid)
+    project = ls_data(cat, [pid])[0]
     jobs = cat.jobs([pid])
     key_of = dict(zip(jobs["id"], jobs["key"]))
     parents: dict[int, list[str]] = {}

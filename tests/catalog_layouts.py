@@ -17,7 +17,7 @@ PARTICLES_V2 = (
 def as_schema_2(db) -> None:
     """Rewrite the catalog at ``db`` (schema 3) the way schema 2 stored particles: one
     ``particles`` table keyed (set, micrograph, row), no ``particle_rows``/``particle_z``, no
-    ``first_row`` columns, no ``project_fingerprints``, version 2 recorded. Views are dropped and made again by schema 2's
+    ``first_row`` columns, no ``project_fingerprints`` or ``project_totals``, version 2 recorded. Views are dropped and made again by schema 2's
     SQL (which reads the ``particles`` table)."""
     from harvest.catalog.views import create_views
 
@@ -29,6 +29,7 @@ def as_schema_2(db) -> None:
     conn.execute("DROP TABLE particle_rows")
     conn.execute("DROP TABLE particle_z")
     conn.execute("DROP TABLE IF EXISTS project_fingerprints")  # migration 4
+    conn.execute("DROP TABLE IF EXISTS project_totals")  # migration 5
     conn.execute(PARTICLES_V2)
     conn.executemany(f"INSERT INTO particles VALUES ({', '.join('?' * 12)})", rows)
     conn.execute("ALTER TABLE particle_sets DROP COLUMN first_row")

@@ -69,6 +69,7 @@ def run_evaluation(
     else:
         mics = sorted(set(truth_mics) | set(label_micrographs(picks_path, picks_format,
                                                                 labels=picks)))
+    _check_overlap(picks, truth, truth_mics, picks_path, truth_path)
     res = evaluate_picks(
         picks.drop(columns=["key"]), truth.drop(columns=["key"]), radius, threshold, mics
     )
@@ -83,6 +84,26 @@ def run_evaluation(
         plot_pr(res.curve, out / "pr.png", f"AUPRC {res.summary['auprc']:.3f}")
         plot_f1(res.curve, out / "f1.png", f"best F1 {res.summary['best_f1']:.3f}")
     return res
+
+
+def _check_overlap(picks, truth, truth_mics, picks_path, truth_path) -> None:
+    """EvaluationError when picks and reference share no micrograph (by canonical key): all-zero
+    scores would look like a result (a renamed or wrong folder, picks of another dataset)."""
+    from harvest.conventions import micrograph_key
+    from trainers.evaluate import EvaluationError
+
+    if not len(picks) or not (len(truth) or len(truth_mics)):
+        return  # no picks (or no reference) at all: a genuine, if poor, result
+    pk = sorted({micrograph_key(str(m)) for m in picks["micrograph"]})
+    tk = sorted({micrograph_key(str(m)) for m in truth["micrograph"]}
+                | {micrograph_key(str(m)) for m in truth_mics})
+    if set(pk) & set(tk):
+        return
+    raise EvaluationError(
+        f"nothing matched: no micrograph of the picks ({picks_path}: {len(pk)}, e.g. "
+        f"{pk[0]!r}) has the name of one of the reference ({truth_path}: {len(tk)}, e.g. "
+        f"{tk[0]!r}); micrographs are paired by canonical name: are both of the same "
+        "micrographs?")
 
 
 @click.command("evaluate", context_settings={"max_content_width": 100})

@@ -17,7 +17,7 @@ import click
               help="A training run folder, or a folder of runs (repeat).")
 @click.option("--project", "projects", multiple=True,
               help="Only this project (id, root or title; repeat). Default: all.")
-@click.option("--thumbnails", type=int, default=12, show_default=True,
+@click.option("--thumbnails", type=click.IntRange(min=0), default=12, show_default=True,
               help="Thumbnails of readable micrographs per project page.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -56,7 +56,7 @@ def _seconds(start, end) -> float | None:
 def facility(cat: Catalog, project_ids: list[int] | None = None) -> dict:
     """Projects (as ``cryoglean ls --json`` plus open problems), crawl history with
     durations, every open problem with what to do."""
-    projects = [p for p in ls_data(cat) if project_ids is None or p["id"] in project_ids]
+    projects = ls_data(cat, project_ids)  # stored totals: no count row is read
     history = problem_state.crawl_history(cat.conn)
     crawls = []
     for r in history.itertuples():

@@ -6,6 +6,8 @@ one. The package's modules, each one job:
 - :mod:`~harvest.catalog.store`: :class:`Catalog`, the connection and the read API (projects,
   jobs, sets, micrographs, particles, stage counts, problems) and the crawl's bookkeeping;
 - :mod:`~harvest.catalog.schema`: tables, indexes, ordered migrations, :data:`SCHEMA_VERSION`;
+- :mod:`~harvest.catalog.opening`: how the file is opened (read-only readers, immutable on a
+  read-only share) and refused (another application's file, a damaged catalog, no write access);
 - :mod:`~harvest.catalog.lock`: :func:`writer_lock`, one crawl writer at a time;
 - :mod:`~harvest.catalog.writer`: :class:`ProjectWriter`, everything a crawl writes about one
   project in one transaction, and :class:`ProjectState` for incremental crawls;

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harvest.catalog.codec import insert_set
+from harvest.catalog.views import refresh_project_totals
 from harvest.conventions import micrograph_key, stage_rank
 from harvest.records import ParticleSetRecord
 
@@ -106,6 +107,7 @@ def add_external_set(cat: Catalog, project_id: int, name: str, picks: pd.DataFra
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = insert_set(conn, pid, None, record, mapping, origin="external")
+        refresh_project_totals(conn, pid)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

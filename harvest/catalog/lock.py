@@ -43,7 +43,13 @@ def writer_lock(db_path: str | os.PathLike, wait: float = 0.0) -> Iterator[str]:
     the holder's pid (written into the lock file). Yields the lock file path.
     """
     lock_path = os.fspath(db_path) + ".lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError as exc:
+        raise PermissionError(
+            f"cannot open the crawl lock {lock_path} for writing ({exc.strerror}): "
+            "crawl with an account that may write the catalog and its folder (ls, show, "
+            "export and report only read the catalog)") from None
     try:
         start = time.monotonic()
         while True:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from harvest.catalog.sqlvalues import utcnow
-from harvest.catalog.views import create_views
+from harvest.catalog.views import STORED_TOTALS_VIEW, create_views, project_totals_sql
 
 # Micrograph columns that a crawl fills and merges (besides id, project, key and paths).
 MICROGRAPH_FIELDS: tuple[str, ...] = (
@@ -197,19 +197,35 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_5(db: sqlite_utils.Database) -> None:
+    """Issue 16: per-project, per-stage totals stored by the crawl (``project_totals``, rewritten
+    for a project by every write of it), so that ``ls``, ``show``, the report and the
+    ``stage_totals`` view read a few rows instead of every per-micrograph count."""
+    db.execute(
+        "CREATE TABLE project_totals (project_id INTEGER NOT NULL REFERENCES projects(id), "
+        "stage TEXT NOT NULL, particles INTEGER NOT NULL, micrographs INTEGER NOT NULL, "
+        "PRIMARY KEY (project_id, stage)) WITHOUT ROWID"
+    )
+    db.execute("INSERT INTO project_totals (project_id, stage, particles, micrographs) "
+               f"{project_totals_sql()}")
+    db.execute("DROP VIEW IF EXISTS stage_totals")
+    db.execute(f"CREATE VIEW stage_totals AS {STORED_TOTALS_VIEW}")
+
+
 # Ordered: migration i (1-based) brings the schema from version i-1 to i. Append, never edit.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5)
 SCHEMA_VERSION = len(MIGRATIONS)
 # Versions whose migration a read-only reader can do without: the read API makes up for it
 # (2: no size_source column, 0-based RELION classes shifted on read, TEMP views; 3: the codec
-# reads the schema-2 particles table; 4: crawl bookkeeping that readers never read).
-READER_COMPATIBLE: frozenset[int] = frozenset({2, 3, 4})
+# reads the schema-2 particles table; 4: crawl bookkeeping that readers never read; 5: totals
+# computed from the per-micrograph counts instead of read from project_totals).
+READER_COMPATIBLE: frozenset[int] = frozenset({2, 3, 4, 5})
 
 # Data tables (everything but crawl bookkeeping), for comparisons of two catalogs.
 DATA_TABLES: tuple[str, ...] = (
     "projects", "jobs", "job_edges", "micrographs", "particle_sets", "particle_rows",
-    "particle_z", "set_counts", "files", "problems",
+    "particle_z", "set_counts", "files", "problems", "project_totals",
 )
 
 

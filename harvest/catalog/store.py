@@ -20,17 +20,15 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 import sqlite_utils
 
-from harvest.catalog import compat, external, schema
+from harvest.catalog import compat, external, opening, schema, views
 from harvest.catalog.codec import DEFAULT_SCORE_SCALE, read_centres, read_set
 from harvest.catalog.sqlvalues import db_text, utcnow
 from harvest.catalog.writer import ProjectState, ProjectWriter, StoredJob
-from harvest.conventions import STAGES
 from harvest.records import Problem, ProjectScan
 
 
@@ -45,25 +43,12 @@ class Catalog:
     def __init__(self, path: str | os.PathLike, readonly: bool = False):
         self.path = os.fspath(path)
         self.readonly = readonly
-        if readonly:
-            if not os.path.exists(self.path):
-                raise FileNotFoundError(
-                    f"catalog {self.path} does not exist; run `cryoglean crawl ROOT --db "
-                    f"{self.path}` first"
-                )
-            uri = "file:" + _uri_path(self.path) + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
-        else:
-            parent = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(parent):
-                raise FileNotFoundError(
-                    f"catalog {self.path}: folder {parent} does not exist; create it first"
-                )
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        conn = opening.connect(self.path, readonly)
         self.conn = conn
         try:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 30000")
+            opening.check_foreign(conn, self.path)
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -72,7 +57,8 @@ class Catalog:
             self._check_or_migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise ValueError(f"catalog {self.path} is not a readable SQLite catalog: {exc}") from exc
+            raise opening.CatalogError(
+                f"catalog {self.path} is not a readable SQLite catalog: {exc}") from exc
         except BaseException:
             conn.close()
             raise
@@ -92,8 +78,18 @@ class Catalog:
         return schema.schema_version(self.db)
 
     def _check_or_migrate(self) -> None:
+        if self.readonly and schema.schema_version(self.db) == 0:
+            raise opening.CatalogError(f"catalog {self.path} is empty (no cryoglean tables); run "
+                                       f"`cryoglean crawl ROOT --db {self.path}` first")
+        found = schema.schema_version(self.db)
+        if not self.readonly and 0 < found <= schema.SCHEMA_VERSION:
+            # before migrating or writing: a damaged catalog is not written to
+            opening.check_schema(self.conn, self.path, found)
+            opening.quick_check(self.conn, self.path)
         schema.migrate(self.db, self.path, self.readonly)
         version = self.schema_version()
+        opening.check_schema(self.conn, self.path, version)
+        self._stored_totals = version >= 5  # migration 5: project_totals
         self._v1 = version < 2  # read-only, one migration behind: see harvest.catalog.compat
         if self._v1 and version >= 1:
             compat.temp_views(self.conn)
@@ -281,31 +277,45 @@ class Catalog:
 
     def stage_counts(self, project_id: int) -> pd.DataFrame:
         """DataFrame[micrograph_id, stage, count]: how many particles of each micrograph reached
-        each curation stage.
+        each curation stage, ordered by micrograph and stage.
 
         Sets of one job at one stage are combined as: the largest set without a class, or the
         sum of the per-class sets, whichever is larger (per-class sets partition the job's
         particles; an ``all_classes`` set repeats them). Different jobs at the same stage are
-        alternative curations of the same particles: the largest wins.
+        alternative curations of the same particles: the largest wins. Combined in SQL from the
+        project's own count rows (index seeks; the rest of the catalog is not read).
         """
-        df = self._frame(
-            "SELECT c.micrograph_id, s.stage, s.job_id, s.id AS set_id, s.class_id, c.count "
-            "FROM set_counts c JOIN particle_sets s ON s.id = c.set_id WHERE s.project_id = ?",
-            (int(project_id),),
-        )
-        return _combine_stage_counts(df)
+        rows = self.conn.execute(views.micrograph_stage_counts_sql(), (int(project_id),)).fetchall()
+        df = pd.DataFrame(rows, columns=["micrograph_id", "stage", "count"])
+        for col in ("micrograph_id", "count"):
+            df[col] = df[col].astype(np.int64)
+        return df
 
-    def project_stage_totals(self) -> pd.DataFrame:
-        """DataFrame[project_id, stage, count]: :meth:`stage_counts` summed over micrographs,
-        for every project at once (what ``cryoglean ls`` shows)."""
+    def project_stage_totals(self, project_ids: Iterable[int] | None = None) -> pd.DataFrame:
+        """DataFrame[project_id, stage, count, micrographs]: :meth:`stage_counts` summed over
+        micrographs (``micrographs``: how many have particles at that stage), for every project
+        (or ``project_ids``), ordered by project and stage: what ``cryoglean ls`` shows.
+
+        Read from the totals every crawl write stores (``project_totals``, schema 5: a few rows
+        per project, whatever the number of particles); a read-only reader of an older catalog
+        combines the per-micrograph counts instead."""
+        where, params = self._in("project_id", project_ids)
+        source = ("project_totals" if self._stored_totals
+                  else f"({views.project_totals_sql()})")
         df = self._frame(
-            "SELECT s.project_id, c.micrograph_id, s.stage, s.job_id, s.id AS set_id, s.class_id, "
-            "c.count FROM set_counts c JOIN particle_sets s ON s.id = c.set_id"
-        )
-        if df.empty:
-            return pd.DataFrame({"project_id": [], "stage": [], "count": []})
-        per = _combine_stage_counts(df, extra=["project_id"])
-        return per.groupby(["project_id", "stage"], as_index=False, sort=True)["count"].sum()
+            f"SELECT project_id, stage, particles AS count, micrographs FROM {source} "
+            f"WHERE 1{where} ORDER BY project_id, {views.STAGE_ORDER_SQL}", params,
+            columns=["project_id", "stage", "count", "micrographs"])
+        for col in ("project_id", "count", "micrographs"):
+            df[col] = df[col].astype(np.int64)
+        return df
+
+    def job_counts(self, project_ids: Iterable[int] | None = None) -> dict[int, int]:
+        """{project id: number of jobs} for every project (or ``project_ids``), from the jobs
+        index (no job row is read)."""
+        where, params = self._in("project_id", project_ids)
+        return {int(p): int(n) for p, n in self.conn.execute(
+            f"SELECT project_id, count(*) FROM jobs WHERE 1{where} GROUP BY project_id", params)}
 
     def problems(self, crawl_id: int | None = None) -> pd.DataFrame:
         """DataFrame[id, crawl_id, project_id, job_key, path, error] (latest crawl by default)."""
@@ -439,6 +449,8 @@ class Catalog:
         try:
             writer = ProjectWriter(self, scan, crawl_id, hook)
             yield writer
+            if self._stored_totals:
+                views.refresh_project_totals(self.conn, writer.project_id)
             if hook:
                 hook("commit")
             self.conn.execute("COMMIT")
@@ -471,30 +483,3 @@ class Catalog:
     def vacuum(self) -> None:
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.execute("VACUUM")
-
-
-def _uri_path(path: str) -> str:
-    return quote(os.path.abspath(path))
-
-
-def _combine_stage_counts(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
-    """Per-set counts combined per (``extra``, micrograph, stage), see :meth:`Catalog.stage_counts`."""
-    keys = [*extra, "micrograph_id", "stage"]
-    if df.empty:
-        return pd.DataFrame({c: [] for c in [*keys, "count"]})
-    df = df.copy()
-    df["job_id"] = df["job_id"].fillna(-df["set_id"]).astype(np.int64)  # external: own "job"
-    classed = df[df["class_id"].notna()]
-    unclassed = df[df["class_id"].isna()]
-    parts = []
-    if len(classed):
-        parts.append(classed.groupby([*keys, "job_id"], sort=False)["count"].sum())
-    if len(unclassed):
-        parts.append(unclassed.groupby([*keys, "job_id"], sort=False)["count"].max())
-    per_job = pd.concat(parts).groupby(level=list(range(len(keys) + 1))).max()
-    out = per_job.groupby(level=list(range(len(keys)))).max().reset_index()
-    order = {s: i for i, s in enumerate(STAGES)}
-    out["_o"] = out["stage"].map(order)
-    out = out.sort_values([*extra, "micrograph_id", "_o"]).drop(columns="_o")
-    out["count"] = out["count"].astype(np.int64)
-    return out.reset_index(drop=True)

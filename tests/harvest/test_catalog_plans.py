@@ -25,6 +25,8 @@ _TABLE_REF = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+(\w+)(?:\s+(?:AS\s+)?(\w
 # job): the substring that names them → why. Each must run at most once per crawl.
 ONCE_PER_CRAWL = {
     "FROM problems p JOIN projects pr": "the crawl's summary counts the facility's open problems",
+    "FROM projects pr CROSS JOIN problems p": "the crawl's summary lists the open problems, "
+                                              "project by project (each an index lookup)",
 }
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA", "CREATE")
 
@@ -102,3 +104,66 @@ def test_crawl_statements_never_scan_a_growing_table(facility, tmp_path, monkeyp
                 scans.append(f"{detail}: {shape_[:200]}")
     conn.close()
     assert not scans, "\n".join(scans)
+
+
+# What ls and the report's front page may read whole: the listing itself (one row per project,
+# a few totals per project), the jobs index (jobs per project: one index entry per job, no job
+# row) and the crawl history the report shows (one row per crawl).
+LISTING = ("SCAN projects", "SCAN project_totals",
+           "SCAN jobs USING COVERING INDEX idx_jobs_project_id_key", "SCAN crawls")
+
+
+def _plans(conn, statements) -> list[tuple[str, str]]:
+    out = []
+    for sql in dict.fromkeys(statements):
+        if not re.match(r"\s*(SELECT|WITH)\b", sql, re.IGNORECASE):
+            continue
+        for row in conn.execute("EXPLAIN QUERY PLAN " + sql):
+            out.append((row[-1], sql))
+    return out
+
+
+def test_ls_show_and_report_read_stored_totals(facility, tmp_path):
+    """``ls`` reads no per-micrograph count and no particle row (the stored per-project totals
+    instead); ``show`` and the report's project page seek one project's rows; none scans a
+    table that grows with the facility."""
+    from cryoglean.report import facts
+    from harvest.catalog import Catalog
+    from harvest.show import ls_data, ls_text, show_data, show_text
+
+    db = tmp_path / "c.db"
+    crawl([facility.root], db, progress=False)
+    with Catalog(db, readonly=True) as cat:
+        pid = int(cat.projects()["id"].iloc[-1])
+        listing: list[str] = []
+        cat.conn.set_trace_callback(listing.append)
+        ls_text(cat)
+        ls_data(cat)
+        facts.facility(cat)
+        one: list[str] = []
+        cat.conn.set_trace_callback(one.append)
+        show_text(cat, pid)
+        show_data(cat, pid)
+        facts.project(cat, pid)
+        cat.conn.set_trace_callback(None)
+        ls_plans, one_plans = _plans(cat.conn, listing), _plans(cat.conn, one)
+    assert ls_plans and one_plans
+    assert not [s for s in listing
+                if re.search(r"\b(FROM|JOIN)\s+(set_counts|particles)\b", s, re.IGNORECASE)], listing
+    scans = [f"{d}: {s[:160]}" for d, s in ls_plans
+             if (m := re.match(r"SCAN (\w+)", d)) and m.group(1) in (*GROWING, "project_totals")
+             and not d.startswith(LISTING)]
+    assert not scans, "\n".join(scans)
+    # (a project is found by id, root or title among the projects: one row per project)
+    scans = [f"{d}: {s[:160]}" for d, s in one_plans
+             if (m := re.match(r"SCAN (\w+)", d)) and m.group(1) in (*GROWING, "project_totals")
+             and d != "SCAN projects"]
+    assert not scans, "\n".join(scans)
+    # the project's counts are seeks: its sets by project, their count rows by set
+    joined = " | ".join(d for d, _ in one_plans)
+    assert "SEARCH c USING PRIMARY KEY (set_id=?)" in joined, joined
+    # the view a user queries reads the stored totals only
+    conn = sqlite3.connect(db)
+    plan = [r[-1] for r in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM stage_totals")]
+    conn.close()
+    assert plan == ["SCAN project_totals"], plan

@@ -110,3 +110,38 @@ def test_version_1_catalog_reads_and_migrates(catalog, tmp_path):
         pd.testing.assert_frame_equal(_api_particles(cat), want)
         assert cat.micrographs()["size_source"].notna().all()
     assert len(_sql(old, "SELECT * FROM stage_totals")) > 0
+
+
+def _as_version_4(db):
+    """What a catalog written by cryoglean before schema 5 (stored totals) looks like."""
+    from harvest.catalog.views import project_totals_sql
+
+    conn = sqlite3.connect(db)
+    conn.execute("DROP VIEW stage_totals")
+    conn.execute(f"CREATE VIEW stage_totals AS {project_totals_sql()}")
+    conn.execute("DROP TABLE project_totals")
+    conn.execute("DELETE FROM schema_version WHERE version > 4")
+    conn.commit()
+    conn.close()
+
+
+def test_version_4_catalog_totals_read_and_migrate(catalog, tmp_path):
+    old = tmp_path / "old.db"
+    shutil.copy(catalog, old)
+    _as_version_4(old)
+    with Catalog(catalog, readonly=True) as cat:
+        want = cat.project_stage_totals()
+    stored = _sql(catalog, "SELECT * FROM project_totals ORDER BY project_id, stage")
+    assert len(want) == len(stored) > 0
+    with Catalog(old, readonly=True) as cat:  # read-only: computed from the count rows
+        assert cat.schema_version() == 4
+        pd.testing.assert_frame_equal(cat.project_stage_totals(), want)
+    with Catalog(old) as cat:  # writable: migration 5 stores the same totals
+        assert cat.schema_version() == 5
+        pd.testing.assert_frame_equal(cat.project_stage_totals(), want)
+    pd.testing.assert_frame_equal(
+        _sql(old, "SELECT * FROM project_totals ORDER BY project_id, stage"), stored)
+    # the view reads the stored table: no count row is combined
+    plan = " ".join(r[-1] for r in sqlite3.connect(old).execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM stage_totals"))
+    assert "set_counts" not in plan and "project_totals" in plan
