@@ -45,6 +45,10 @@ def writer_lock(db_path: str | os.PathLike, wait: float = 0.0) -> Iterator[str]:
     lock_path = os.fspath(db_path) + ".lock"
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{db_path}: the catalog's folder {os.path.dirname(os.path.abspath(lock_path))} does "
+            "not exist; create it (mkdir -p) or give --db a file in an existing folder") from None
     except PermissionError as exc:
         raise PermissionError(
             f"cannot open the crawl lock {lock_path} for writing ({exc.strerror}): "

@@ -92,3 +92,17 @@ def test_writer_lock_waits_for_release(tmp_path):
             pass
     finally:
         proc.wait()
+
+
+def test_crawl_into_a_missing_folder_says_so_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from cryoglean.cli import cli
+
+    db = tmp_path / "not" / "there" / "catalog.db"
+    r = CliRunner().invoke(cli, ["crawl", str(tmp_path), "--db", str(db)])
+    assert r.exit_code == 1, r.output
+    line = r.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert f"folder {db.parent} does not exist" in line and "mkdir -p" in line
+    assert not db.parent.exists()  # nothing created on a typo

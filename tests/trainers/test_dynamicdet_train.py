@@ -174,3 +174,25 @@ def test_overfits_to_f1_above_0_9(tmp_path):
     res = evaluate_picks(pd.concat(rows), gt, D / 2, micrographs=[f.stem for f in files])
     assert res.summary["best_f1"] >= 0.9, res.summary
 
+
+
+def test_a_failed_run_leaves_no_run_folder_behind_for_the_next(tmp_path, monkeypatch):
+    """The run folder handed to DDP child processes through the environment must not leak:
+    a step that fails (step2 without --weight) left it set, and every later run in the same
+    process, or a child of it (the demo under pytest-xdist), trained into that stale folder."""
+    from trainers.dynamicdet.options import Step1Options, Step2Options
+    from trainers.dynamicdet.train import RUN_ENV, TrainingError, train_step1, train_step2
+
+    monkeypatch.delenv(RUN_ENV, raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    y, _ = write_partinet_set(tmp_path / "data", n_train=2, n_val=1)
+    with pytest.raises(TrainingError, match="--weight"):
+        train_step2(Step2Options(data=str(y), project=str(tmp_path / "a"), device="cpu"))
+    assert RUN_ENV not in __import__("os").environ
+    # a stale value (not a DDP child: no LOCAL_RANK) does not redirect a new run
+    monkeypatch.setenv(RUN_ENV, str(tmp_path / "stale"))
+    summary = train_step1(Step1Options(data=str(y), project=str(tmp_path / "b"), cfg="tiny",
+                                       img_size=64, epochs=1, device="cpu", workers=0,
+                                       batch=2, quiet=True, fast_dev_run=True))
+    assert Path(summary["run_dir"]) == tmp_path / "b" / "exp"
+    assert not (tmp_path / "stale").exists()

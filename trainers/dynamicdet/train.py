@@ -109,12 +109,12 @@ def _train(opts, stage: str) -> dict:
         if not last.is_file():
             raise FileNotFoundError(f"{last}: --resume needs a run's weights/last.pt")
         run_dir = last.parent.parent
-    elif os.environ.get(RUN_ENV):
-        # a DDP child process started by Lightning re-runs the command: same run directory
+    elif os.environ.get(RUN_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":
+        # a DDP child process started by Lightning (LOCAL_RANK ≥ 1) re-runs the command: the
+        # run directory its parent chose; anywhere else a value there is stale and ignored
         run_dir = Path(os.environ[RUN_ENV])
     else:
         run_dir = increment_run(opts.project, opts.name)
-    os.environ[RUN_ENV] = str(run_dir)
     start = _checkpoint(opts.weight) if opts.weight else None
     if stage == "step2" and start is None:
         raise TrainingError("step2 needs --weight: the step-1 checkpoint (weights/last.pt)")
@@ -159,6 +159,9 @@ def _train(opts, stage: str) -> dict:
     )
     split = {"train": [s.prep.name for s in train], "val": [s.prep.name for s in val],
              "test": []}
+    # set only while training (the DDP children inherit it), never left behind: a value left
+    # by a failed run sent later runs of the process and its children into that folder
+    os.environ[RUN_ENV] = str(run_dir)
     try:
         summary = train_run(task, dm, settings, run_dir, options, split, len(train), len(val))
     finally:
