@@ -76,6 +76,8 @@ BAD_INPUTS: dict[str, list[str]] = {
                      "evaluate --profile cpu --set =1", "nosuchtemplate --profile cpu",
                      "evaluate --profile cpu --profiles-file {missing}"],
     "slurm templates": [],  # no argument it reads a file or number from
+    "slurm value": ["threshold {missing}", "threshold {empty}", "diameter {empty}",
+                    "diameter {file}", "threshold {file}", "nosuchkind {empty}"],
     "report": ["--db {missing} -o {out}", "--db {foreign} -o {out}", "--db {emptydb} -o {out}",
                "--db {catalog} -o {out} --thumbnails -1"],
 }
