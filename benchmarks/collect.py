@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["seams", "harvest", "cryosparc", "relion_star", "recentre", "formats", "export", "scale",
-         "denoise", "centernet", "dynamicdet", "tomo_synth", "tomopicker", "report"]
+ORDER = ["seams", "harvest", "crawl_scale", "cryosparc", "relion_star", "recentre", "formats",
+         "export", "scale", "counts", "startup", "denoise", "centernet", "dynamicdet", "tomo_synth",
+         "tomopicker", "report", "reliability"]
 
 
 def main() -> None:
