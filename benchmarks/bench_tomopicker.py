@@ -238,6 +238,31 @@ def rescore(dirs: list[str], bbox: int, thresh: float, snr: float) -> None:
         (out / "results.json").write_text(json.dumps(res, indent=1))
 
 
+def val_scores(dirs: list[str], bbox: int, snr: float) -> None:
+    """Validation-tomogram scores only (best F1, its threshold, AUPRC) of earlier calls' runs:
+    what a hyper-parameter choice may look at (no held-out truth is read)."""
+    import pandas as pd
+
+    from trainers.evaluate import evaluate_picks
+
+    for d in dirs:
+        out = Path(d)
+        res = out / "results.json"
+        shape = json.loads(res.read_text())["shape"] if res.is_file() else [48, 128, 128]
+        val = write_val(out / "data", shape, snr)
+        for run_dir in sorted((out / "runs").iterdir()):
+            if not (run_dir / "val").is_dir():
+                continue
+            picks = _picks(run_dir / "val", list(val))
+            tr = pd.concat(pd.DataFrame({"micrograph": n, "x": v[:, 0], "y": v[:, 1],
+                                         "z": v[:, 2]}) for n, v in val.items())
+            s = evaluate_picks(picks, tr, 0.5 * bbox).summary
+            print(json.dumps({"dir": d, "run": run_dir.name,
+                              **{f"val_{k}": round(float(s[k]), 4)
+                                 for k in ("best_f1", "best_threshold", "auprc")}}),
+                  flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/bench_tomopicker")
@@ -256,7 +281,11 @@ def main():
                     "the first configuration's seed-0 run of an earlier call")
     ap.add_argument("--rescore", nargs="+", metavar="OUT", help="only add the threshold "
                     "chosen on the validation tomogram to the runs of earlier calls' OUT dirs")
+    ap.add_argument("--val-scores", nargs="+", metavar="OUT", help="only print the validation "
+                    "tomogram's best F1 and AUPRC of earlier calls' runs (for choosing settings)")
     a = ap.parse_args()
+    if a.val_scores:
+        return val_scores(a.val_scores, a.bbox, a.snr)
     if a.rescore:
         return rescore(a.rescore, a.bbox, a.thresh, a.snr)
     out = Path(a.out)
