@@ -38,6 +38,7 @@ import logging
 import os
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -223,12 +224,18 @@ def _plausible_header(path: Path) -> _RawHeader | None:
     """The size fields of an MRC header, read directly, when they make sense in either byte
     order (known mode, positive sizes); None for a file that is no MRC at all. Checked before a
     permissive retry: mrcfile would allocate whatever extended header garbage promises."""
-    import mrcfile.utils
-
     with fsguard.open_file(path) as fh:
         raw = fh.read(_HEADER_BYTES)
     if len(raw) < _HEADER_BYTES:
         return None
+    return next(_header_candidates(raw), None)
+
+
+def _header_candidates(raw: bytes) -> Iterator[_RawHeader]:
+    """The size fields of a 1024-byte MRC header in each byte order (little first) where they
+    make sense: positive sizes, a non-negative extended header, a mode mrcfile knows."""
+    import mrcfile.utils
+
     for order in ("<", ">"):
         nx, ny, nz, mode = struct.unpack(order + "4i", raw[:16])
         (nsymbt,) = struct.unpack(order + "i", raw[92:96])
@@ -238,8 +245,7 @@ def _plausible_header(path: Path) -> _RawHeader | None:
             mrcfile.utils.dtype_from_mode(mode)
         except ValueError:
             continue
-        return _RawHeader(nx, ny, nz, mode, nsymbt)
-    return None
+        yield _RawHeader(nx, ny, nz, mode, nsymbt)
 
 
 def _data_bytes(h: _RawHeader) -> int:
@@ -277,8 +283,6 @@ def mrc_header_size(path: str | os.PathLike) -> tuple[int, int, int]:
     (``nx=-576``, ``ny=0``, or ``nx=ny=100000`` in a 1 MB file are refused). Either byte order is
     tried; the one whose header fits the file wins. :class:`MicrographError` names the file, the
     sizes and the length otherwise (a size from such a header would be garbage in the catalog)."""
-    import mrcfile.utils
-
     path = Path(path)
     size = fsguard.check_file(path).st_size  # regular, inside the roots: else never opened
     with fsguard.open_file(path) as fh:
@@ -287,18 +291,9 @@ def mrc_header_size(path: str | os.PathLike) -> tuple[int, int, int]:
         raise MicrographError(
             f"{path}: {size} bytes, shorter than the {_HEADER_BYTES}-byte MRC header; "
             "truncated or not an MRC file")
-    for order in ("<", ">"):
-        nx, ny, nz, mode = struct.unpack(order + "4i", raw[:16])
-        (nsymbt,) = struct.unpack(order + "i", raw[92:96])
-        if min(nx, ny, nz) < 1 or nsymbt < 0:
-            continue
-        try:
-            mrcfile.utils.dtype_from_mode(mode)
-        except ValueError:
-            continue
-        h = _RawHeader(nx, ny, nz, mode, nsymbt)
-        if size >= _HEADER_BYTES + nsymbt + _data_bytes(h):
-            return nx, ny, nz
+    for h in _header_candidates(raw):
+        if size >= _HEADER_BYTES + h.nsymbt + _data_bytes(h):
+            return h.nx, h.ny, h.nz
     nx, ny, nz, mode = struct.unpack("<4i", raw[:16])
     raise MicrographError(
         f"{path}: MRC header inconsistent with the file (nx={nx}, ny={ny}, nz={nz}, mode {mode} "
