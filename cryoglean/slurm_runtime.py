@@ -11,7 +11,7 @@ import math
 import os
 from pathlib import Path
 
-VAL_METRICS = "val_metrics.json"  # written by trainers.core.driver after the last validation
+from trainers.core import VAL_METRICS  # written by trainers.core.driver
 
 
 class RunValueMissing(FileNotFoundError):

@@ -12,6 +12,7 @@ import pandas as pd
 
 from harvest.catalog import Catalog
 from harvest.conventions import STAGES
+from trainers.core import VAL_METRICS
 
 STANDARD_PLOTS = ("loss.png", "pr.png", "f1.png")
 GALLERY_MAX = 12
@@ -41,8 +42,8 @@ def read_run(run: Path, site: Path, slug: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     options = yaml.safe_load((run / "options.yaml").read_text()) or {}
     val = {}
-    if (run / "val_metrics.json").is_file():
-        val = json.loads((run / "val_metrics.json").read_text()).get("summary", {})
+    if (run / VAL_METRICS).is_file():
+        val = json.loads((run / VAL_METRICS).read_text()).get("summary", {})
     epochs = None
     if (run / "metrics.csv").is_file():
         m = pd.read_csv(run / "metrics.csv")

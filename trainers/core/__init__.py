@@ -9,3 +9,7 @@ shards, writing picks through the format registry; imports no Lightning).
 
 No module here names a picker or a label format.
 """
+
+# The last validation's summary and PR curve of a run, written by ``driver`` and read by the
+# report and by pipeline jobs (``cryoglean slurm value threshold``): one name for the file.
+VAL_METRICS = "val_metrics.json"

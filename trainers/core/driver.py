@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainers.core import devices
+from trainers.core import VAL_METRICS, devices
 from trainers.core.progress import progress_callbacks, quiet_third_party, use_bar
 
 
@@ -157,7 +157,7 @@ def write_plots(task, run_dir: Path) -> None:
     if res is not None:
         plot_pr(res.curve, run_dir / "pr.png", f"validation AUPRC {res.summary['auprc']:.3f}")
         plot_f1(res.curve, run_dir / "f1.png", f"validation best F1 {res.summary['best_f1']:.3f}")
-        (run_dir / "val_metrics.json").write_text(res.to_json())
+        (run_dir / VAL_METRICS).write_text(res.to_json())
 
 
 def write_options(run_dir: Path, options: dict) -> Path:
