@@ -396,3 +396,25 @@ def test_mrc_header_size_refuses_headers_that_do_not_fit(tmp_path):
             with pytest.raises(MicrographError, match=rf"{name}\.mrc: MRC header inconsistent "
                                rf"with the file \(nx={nx}, ny={ny}, nz={nz}"):
                 read(bad)
+
+
+def test_the_rule_reads_x_against_the_width_and_y_against_the_height():
+    """A non-square micrograph (700 wide, 400 high): x = 650 is on it, y = 650 is not. A flip of
+    the axes anywhere in the check (the per-micrograph rule or the fast path over the smallest
+    size) keeps or drops the wrong row."""
+    import pandas as pd
+
+    from harvest.conventions import positions_valid
+    from harvest.records import ParticleSetRecord
+    from harvest.validate import check_particles
+
+    assert positions_valid([650, 100], [100, 650], 700, 400).tolist() == [True, False]
+    frame = pd.DataFrame({"micrograph": ["m.mrc"] * 3, "raw_x": [650.0, 100.0, 10.0],
+                          "raw_y": [100.0, 650.0, 390.0], "x": [650.0, 100.0, 10.0],
+                          "y": [100.0, 650.0, 390.0]})
+    pset = ParticleSetRecord("s", "picked", frame, "s.star")
+    problems = check_particles(pset, {"m.mrc": (700, 400)})
+    assert len(problems) == 1 and "1 of 3 particles" in problems[0].error
+    assert pset.particles[["raw_x", "raw_y"]].values.tolist() == [[650.0, 100.0], [10.0, 390.0]]
+    wide = ParticleSetRecord("w", "picked", frame.iloc[[0, 2]].copy(), "w.star")
+    assert check_particles(wide, {"m.mrc": (700, 400)}) == []  # the fast path keeps both
