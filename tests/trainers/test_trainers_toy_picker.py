@@ -145,3 +145,38 @@ def test_toy_picker_trains_picks_and_resumes_through_the_cli(tmp_path, monkeypat
     again = load_checkpoint(last)
     assert again["global_step"] > first["global_step"]
     assert not torch.equal(again["state_dict"]["net.weight"], first["state_dict"]["net.weight"])
+
+
+def test_last_checkpoint_is_written_every_epoch_even_between_validations(tmp_path, monkeypatch):
+    """A run killed between two validations must lose at most the epoch it was in: with
+    --val_every larger than the run, weights/last.ckpt holds every finished epoch when the next
+    one starts (it used to be written only when validation ran)."""
+    use_registry(monkeypatch)
+    from trainers.augment import Augmenter
+    from trainers.core.checkpoint import load_checkpoint
+    from trainers.core.datamodule import make_datamodule
+    from trainers.core.dataset import training_data
+    from trainers.core.driver import RunSettings, fit, run_dir_of
+
+    img, lab, _ = write_dataset(tmp_path / "d", n_mics=3, n=64, count=3, radius=4)
+    opts = ToyTrain(data=str(img), label=str(lab), label_type="thi", exp_id="k",
+                    output=str(tmp_path / "runs"), gpus="-1", quiet=True, seed=1)
+    run = run_dir_of(opts.output, opts.exp_id)
+    last = run / "weights" / "last.ckpt"
+    seen = []  # (epoch starting, global step in last.ckpt or None)
+
+    class Watch(ToyTask):
+        def on_train_epoch_start(self):
+            seen.append((self.current_epoch,
+                         load_checkpoint(last)["global_step"] if last.is_file() else None))
+
+    tr, val, _, _ = training_data(opts, view)
+    assert val  # the run has validation data: only val_every keeps validation away
+    dm = make_datamodule(tr, val, Encoder(), Augmenter(crop=64, margin=16), lambda im: im[None],
+                         batch_size=2)
+    task = Watch(opts.to_dict())
+    task.val_samples = val
+    fit(task, dm, RunSettings(3, "-1", quiet=True, val_every=5), run)
+    steps = len(tr) // 2 + (len(tr) % 2 > 0)  # batches per epoch
+    assert seen == [(0, None), (1, steps), (2, 2 * steps)], seen
+    assert load_checkpoint(last)["global_step"] == 3 * steps

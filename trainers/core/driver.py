@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ def fit(task, datamodule, settings: RunSettings, run_dir: Path) -> dict:
         dirpath=weights, filename="best", monitor=monitor, mode=mode, save_top_k=1,
         save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
     )
+    every_epoch = _last_every_epoch(weights / "last.ckpt")
     loggers = [CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version="")]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         from pytorch_lightning.loggers import TensorBoardLogger
@@ -97,7 +99,7 @@ def fit(task, datamodule, settings: RunSettings, run_dir: Path) -> dict:
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         trainer = pl.Trainer(
             max_epochs=int(settings.max_epochs),
-            callbacks=[ckpt, *progress_callbacks(settings.quiet)],
+            callbacks=[ckpt, every_epoch, *progress_callbacks(settings.quiet)],
             logger=loggers,
             default_root_dir=str(run_dir),
             enable_progress_bar=use_bar(settings.quiet),
@@ -145,6 +147,26 @@ def train_run(task, datamodule, settings: RunSettings, run_dir: Path, options: d
     summary["train_seconds"] = time.time() - t0
     summary["n_train"], summary["n_val"] = n_train, n_val
     return summary
+
+
+def _last_every_epoch(path: Path):
+    """A callback writing ``path`` (last.ckpt) at the end of every training epoch, atomically.
+
+    Lightning's ModelCheckpoint writes last.ckpt only when it also saved a monitored checkpoint,
+    i.e. after a validation: with ``--val_every N`` a run killed between validations lost up to
+    N-1 epochs. Validation of an epoch runs before this hook, so the file holds its result."""
+    import pytorch_lightning as pl
+
+    class LastEveryEpoch(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.fast_dev_run or trainer.sanity_checking:
+                return
+            tmp = path.with_name(path.name + ".tmp")
+            trainer.save_checkpoint(tmp)  # written by rank 0 only, with a barrier
+            if trainer.is_global_zero:
+                os.replace(tmp, path)
+
+    return LastEveryEpoch()
 
 
 def write_plots(task, run_dir: Path) -> None:
