@@ -228,6 +228,11 @@ def test_decode_keeps_peaks_inside_cutoffs():
     p = decode(heat, K=10, out_thresh=0.2, cutoff_z=3)
     assert p["xy"].tolist() == [[30.0, 40.0, 10.0]]
     assert p["score"][0] == pytest.approx(0.9)
+    # --edge 4 (small tomograms): the peak 10 px from the y border is kept; one in the outermost
+    # heatmap row (input px 0) is still dropped
+    heat[10, 0, 25] = 0.6
+    p = decode(heat, K=10, out_thresh=0.2, cutoff_z=3, edge=4)
+    assert p["xy"].tolist() == [[30.0, 40.0, 10.0], [40.0, 10.0, 10.0]]
 
 
 def test_tomo_files_as_generate_train_file(tmp_path):

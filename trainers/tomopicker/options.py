@@ -62,6 +62,9 @@ class TrainOptions(core.TrainOptions):
     out_thresh: float = opt(0.2, "Score threshold of the validation precision/recall/F1.", min=0, max=1)
     cutoff_z: int = opt(10, "Validation picks within this many (heatmap) slices of the top or "
                         "bottom are dropped.", min=0)
+    edge: int = opt(20, "Validation picks within this many px (input voxels) of the x/y border "
+                    "are dropped (cet_pick: 20; lower it for tomograms much smaller than "
+                    "512 px).", min=0)
     val_interval: int = opt(1, "Validate (and write model_N.pth / model_last.pth and debug "
                             "pictures) every this many epochs.", min=1)
     save_all: bool = opt(False, "Keep model_N.pth of every validation epoch (otherwise "
@@ -86,6 +89,8 @@ class PickOptions(core.PickOptions):
     nms: int = opt(3, "NMS kernel in x and y (heatmap voxels).", min=1)
     cutoff_z: int = opt(10, "Drop picks within this many (heatmap) slices of the top or "
                         "bottom.", min=0)
+    edge: int = opt(20, "Drop picks within this many px (input voxels) of the x/y border "
+                    "(cet_pick: 20; lower it for tomograms much smaller than 512 px).", min=0)
     order: str | None = opt(None, ORDER_HELP + " Default: the training run's.",
                             choices=ORDER_CHOICES)
     compress: bool = opt(False, "Max of each pair of z-slices (also on when the training "

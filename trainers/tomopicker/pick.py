@@ -139,7 +139,7 @@ def pick_one(net, h: dict, name: str, path: Path, opts: PickOptions, out: Path,
     import torch
 
     p = decode(torch.from_numpy(heat), opts.K, opts.nms, opts.out_thresh, opts.cutoff_z,
-               valid_dhw=(d, hh, ww))
+               edge=opts.edge, valid_dhw=(d, hh, ww))
     xyz = p["xy"].copy()
     if compress:
         xyz[:, 2] *= 2

@@ -17,7 +17,7 @@ import torch
 
 from trainers.core.task import BasePickerTask
 from trainers.tomopicker import losses as L
-from trainers.tomopicker.decode import decode
+from trainers.tomopicker.decode import EDGE, decode
 from trainers.tomopicker.network import TomoNet
 
 UNSUP_WEIGHT = 0.1  # cet_pick: cr = L_sup + 0.1·L_unsup
@@ -74,7 +74,7 @@ class TomoTask(BasePickerTask):
         h = self.hparams
         heat = L.prob(out["hm"])[0, 0]
         p = decode(heat, int(h["K"]), int(h["nms"]), 0.0, int(h["cutoff_z"]),
-                   valid_dhw=tuple(valid_hw))
+                   edge=int(h.get("edge", EDGE)), valid_dhw=tuple(valid_hw))
         if self.debug_dir is not None:
             self._debug.append((heat.detach().cpu().numpy(), p))
         return [p]
