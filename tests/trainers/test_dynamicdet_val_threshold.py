@@ -3,7 +3,7 @@ picks, that number is what ``detect --conf-thres`` filters on, and ``cryoglean s
 threshold`` hands it to a pipeline.
 
 The picks are made again here through detect's own path (``run_batch``) from the saved weights,
-and the best threshold is computed from them and the labels with the rule written out below,
+and the best threshold is computed from them and the labels with the rule of best_f1_rule.py,
 not with ``trainers.evaluate``."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_lightning")
 cv2 = pytest.importorskip("cv2")
+
+from best_f1_rule import best_threshold, far_apart  # noqa: E402
 
 NX, NY, D = 128, 100, 20  # not square: the network input is padded (rows to 128)
 
@@ -64,35 +66,6 @@ def _dataset(root: Path, seed=1) -> tuple[Path, dict]:
     return y, truth
 
 
-def best_threshold(picks: dict, truth: dict, radius: float) -> tuple[float, float]:
-    """(best F1, its threshold) of picks {stem: (xy (n, 2), score (n,))}, written out for
-    targets more than 2·radius apart (a pick lies within ``radius`` of one target at most):
-    each target is matched once, to its nearest pick closer than ``radius`` whatever that
-    pick's score (Topaz's curve); at threshold t the true positives are the matched picks
-    scoring ≥ t, the predictions all picks scoring ≥ t; the best F1 at the highest t."""
-    scores, matched, n_truth = [], [], 0
-    for stem, (xy, sc) in picks.items():
-        t = truth[stem]
-        n_truth += len(t)
-        hit = np.zeros(len(sc), bool)
-        for c in t:
-            d = np.hypot(*(xy - c).T)
-            if len(d) and d.min() < radius:
-                hit[int(d.argmin())] = True
-        scores.append(sc)
-        matched.append(hit)
-    scores, matched = np.concatenate(scores), np.concatenate(matched)
-    best = (-1.0, float("nan"))
-    for t in sorted(set(scores.tolist()), reverse=True):
-        keep = scores >= t
-        tp = int(matched[keep].sum())
-        p, r = tp / keep.sum(), tp / n_truth
-        f1 = 2 * p * r / (p + r) if tp else 0.0
-        if f1 > best[0]:
-            best = (f1, t)
-    return best
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from trainers.dynamicdet.options import Step1Options, Step2Options
@@ -124,7 +97,7 @@ def test_val_metrics_threshold_is_the_best_f1_of_detects_own_picks(runs, stage, 
     files = sorted(runs["images"].iterdir())
     low = run_batch(net, files, 128, route, VAL_CONF, float(h["iou_thres"]), "cpu")
     picks = {p.stem: ((d[:, 0:2] + d[:, 2:4]) / 2, d[:, 4]) for p, _, d, _ in low}
-    assert sum(len(s) for _, s in picks.values()) > 0
+    assert sum(len(s) for _, s in picks.values()) > 0 and far_apart(runs["truth"], D / 2)
     f1, thr = best_threshold(picks, runs["truth"], radius=D / 2)
     assert val["n_truth"] == sum(len(t) for t in runs["truth"].values())
     assert val["best_threshold"] == pytest.approx(thr, rel=1e-5, abs=1e-7)
