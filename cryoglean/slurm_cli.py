@@ -69,16 +69,21 @@ def pipeline_command(name, profile_name, profiles_file, profile_for, sets, out_d
                  threshold, diameter, train_extra]
       dynamicdet [crawl ->] export yolo -> train dynamicdet step1 -> step2 -> detect (array)
                  -> star -> evaluate; values: db, workdir [, roots, project, weight, epochs,
-                 epochs2, img_size, shards, conf_thres, easy_fraction, conf, diameter, ...]
+                 epochs2, img_size, shards, threshold, conf_thres, easy_fraction, conf,
+                 diameter, ...]
       partinet   PartiNet container: denoise -> detect -> star
                  values: source, workdir, weight [, conf_thres, iou_thres, conf]
       tomo       [crawl ->] export cetpick -> tomo-files + train tomo -> pick tomo (array
                  over tomograms) -> evaluate
                  values: db, workdir [, roots, project, label_fraction, exp_id, bbox,
-                 num_epochs, lr, K, out_thresh, shards, train_extra]
-    The pick job uses the threshold the trained run chose (its val_metrics.json) and the
-    evaluate job the particle diameter of the export's manifest.json, both read when the jobs
-    run (cryoglean slurm value); --set threshold=X or --set diameter=PX fixes them instead.
+                 num_epochs, lr, K, threshold, out_thresh, shards, train_extra]
+    The pick job (dynamicdet: detect, tomo: pick tomo) uses the threshold the trained run
+    chose (its val_metrics.json: the best-F1 one on its validation set; dynamicdet: the step-2
+    run's) and the evaluate job the particle diameter of the export's manifest.json (tomo:
+    bbox), both read when the jobs run (cryoglean slurm value); --set threshold=X or --set
+    diameter=PX fixes them instead. Where the run has no validation result the pick job uses
+    the picker's own value: 0.3 (centernet), conf_thres 0.1 (dynamicdet), out_thresh 0.2
+    (tomo). The dynamicdet star step filters again only with --set conf=X.
     submit.sh records the job IDs in jobids.txt next to it.
     """
     from cryoglean import slurm

@@ -75,12 +75,14 @@ def _given(v: dict[str, Any], key: str) -> bool:
     return v.get(key) not in (None, "")
 
 
-def _threshold(v: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """The pick job's threshold: ``--set threshold=X`` as given, else the one the trained run
-    chose (its val_metrics.json, read when the job runs)."""
+def _threshold(v: dict[str, Any], run_dir: Path, option: str = "vis_thresh",
+               default: Any = None) -> dict[str, Any]:
+    """The pick job's threshold (its template value ``option``): ``--set threshold=X`` as
+    given, else the one the trained run chose (its val_metrics.json, read when the job runs),
+    with ``default`` (the template's own when None) where the run has none."""
     if _given(v, "threshold"):
-        return {"vis_thresh": v["threshold"]}
-    return {"threshold_from": str(run_dir)}
+        return {option: v["threshold"]}
+    return {"threshold_from": str(run_dir), **({option: default} if default is not None else {})}
 
 
 def _diameter(v: dict[str, Any], export_dir: Path) -> dict[str, Any]:
@@ -138,17 +140,21 @@ def _dynamicdet_steps(v: dict[str, Any]) -> list[PipelineStep]:
         **common, "step": "step2", "epochs2": v.get("epochs2", 10),
         "batch2": v.get("batch2", 16),
     }, after=["03-train-step1"]))
+    # detect's --conf-thres: the step-2 run's best-F1 confidence (its validation picks are
+    # routed with the run's dy_thres, 0.5 unless set, as detect's default route), conf_thres
+    # where the run has none; --set threshold=X fixes it
     detect = {"weight": str(train_dir / "exp2" / "weights" / "last.pt"), "source": val_images,
               "project": str(w / "detect"), "shards": v.get("shards", 4),
-              "conf_thres": v.get("conf_thres", 0.1), "iou_thres": v.get("iou_thres", 0.2),
-              "img_size": v.get("img_size", 1280)}
+              **_threshold(v, train_dir / "exp2", "conf_thres", v.get("conf_thres", 0.1)),
+              "iou_thres": v.get("iou_thres", 0.2), "img_size": v.get("img_size", 1280)}
     for key in ("dy_thres", "easy_fraction", "detect_extra"):
         if v.get(key) not in (None, ""):
             detect["extra" if key == "detect_extra" else key] = v[key]
     steps.append(PipelineStep("05-detect", "detect_dynamicdet", detect, after=["04-train-step2"]))
     steps.append(PipelineStep("06-star", "star", {
         "labels": str(w / "detect" / "exp" / "labels"), "images": val_images,
-        "output": str(w / "picks.star"), "conf": v.get("conf", 0.1),
+        # detect has applied the threshold; star filters again only with --set conf=X
+        "output": str(w / "picks.star"), "conf": v.get("conf", 0),
     }, after=["05-detect"]))
     steps.append(PipelineStep("07-evaluate", "evaluate", {
         "picks": str(w / "picks.star"), "picks_format": "star",
@@ -199,7 +205,9 @@ def _tomo_steps(v: dict[str, Any]) -> list[PipelineStep]:
         "test_img_txt": str(val_images / "heldout_test_imgs.txt"),
         "model": str(w / "runs" / exp_id / "weights" / "last.ckpt"),
         "output": str(w / "picks"), "output_type": "imod", "K": v.get("K", 900),
-        "out_thresh": v.get("out_thresh", 0.2), "shards": v.get("shards", 4),
+        "shards": v.get("shards", 4),
+        # the run's best-F1 heatmap score (validation tomograms), out_thresh where it has none
+        **_threshold(v, w / "runs" / exp_id, "out_thresh", v.get("out_thresh", 0.2)),
     }, after=["03-files", "04-train"]))
     steps.append(PipelineStep("06-evaluate", "evaluate", {
         "picks": str(w / "picks" / "imod"), "format": "imod",
@@ -217,11 +225,15 @@ PIPELINES = {
     "dynamicdet": (_dynamicdet_steps, "[crawl] -> export yolo -> train dynamicdet step1 -> step2 -> "
                    "detect (array) -> star -> evaluate; values: db, workdir, [roots, project, "
                    "weight, epochs, epochs2, batch, batch2, img_size, cfg, shards, conf_thres, "
-                   "iou_thres, dy_thres, easy_fraction, conf, diameter, export_extra, "
-                   "train_extra, detect_extra]; diameter: the export manifest's unless given"),
+                   "iou_thres, dy_thres, easy_fraction, conf, threshold, diameter, "
+                   "export_extra, train_extra, detect_extra]; threshold (detect's "
+                   "--conf-thres): the step-2 run's best-F1 one (conf_thres where it has none), "
+                   "diameter: the export manifest's, unless given"),
     "tomo": (_tomo_steps, "[crawl] -> export cetpick -> tomo-files + train tomo -> pick tomo "
              "(array over tomograms) -> evaluate; values: db, workdir, [roots, project, "
-             "label_fraction, exp_id, bbox, num_epochs, lr, K, out_thresh, shards, train_extra]"),
+             "label_fraction, exp_id, bbox, num_epochs, lr, K, out_thresh, threshold, shards, "
+             "train_extra]; threshold (pick's --out_thresh): the run's best-F1 one (out_thresh "
+             "where it has none) unless given"),
     "partinet": (_partinet_steps, "PartiNet container: denoise -> detect -> star; "
                  "values: source, workdir, weight, [conf_thres, iou_thres, conf]"),
 }

@@ -24,6 +24,8 @@ with open(os.environ["RECORD"], "a") as f:
 if os.path.basename(sys.argv[0]) == "sbatch":  # a job id per submission, as --parsable prints
     n = sum(1 for _ in open(os.environ["RECORD"]))
     print(f"{{1000 + n}};cluster")
+if sys.argv[1:3] == ["slurm", "value"]:  # what the trained run holds, as the real command prints
+    print("0.375")
 """
 
 
@@ -108,7 +110,11 @@ def test_each_step_reads_what_the_previous_one_writes(tmp_path):
     assert _opt(train, "--order") == "zxy" and _opt(train, "--bbox") == "24"
     assert _opt(train, "--gpus") == "0" and train[-2:] == ["--compress", "--contrastive"]
     run_dir = Path(_opt(train, "--output")) / _opt(train, "--exp_id")
-    picks = ran["05-pick"]
+    # each pick task first asks the trained run for its threshold (read when the job runs)
+    lookups, picks = ran["05-pick"][0::2], ran["05-pick"][1::2]
+    assert lookups == [["cryoglean", "slurm", "value", "threshold", str(run_dir), "--default",
+                        "0.2"]] * 3
+    assert [_opt(p, "--out_thresh") for p in picks] == ["0.375"] * 3
     assert [_opt(p, "--shard") for p in picks] == ["0/3", "1/3", "2/3"]
     for p in picks:
         assert p[1:3] == ["pick", "tomo"] and Path(_opt(p, "--test_img_txt")) == listed

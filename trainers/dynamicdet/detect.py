@@ -90,7 +90,7 @@ def devices_of(device: str | None) -> list[str]:
 
 def _load_batch(paths: list[Path], img_size: int, ch: int):
     """Network inputs of micrographs of one padded shape: (B, ch, H, W) and (path, 8-bit
-    image, scale) per micrograph."""
+    image, scale, letterboxed (rows, columns)) per micrograph."""
     from trainers.dynamicdet.data import STRIDE, letterbox, read_gray8, standardise, to_input
 
     imgs, metas = [], []
@@ -98,7 +98,7 @@ def _load_batch(paths: list[Path], img_size: int, ch: int):
         img8 = read_gray8(p)
         im, r = letterbox(img8, img_size)
         imgs.append(standardise(im))
-        metas.append((p, img8, r))
+        metas.append((p, img8, r, im.shape))
     H = max(-(-i.shape[0] // STRIDE) * STRIDE for i in imgs)
     W = max(-(-i.shape[1] // STRIDE) * STRIDE for i in imgs)
     x = np.zeros((len(imgs), ch, H, W), np.float32)
@@ -121,7 +121,11 @@ def run_batch(net, paths, img_size, thr, conf, iou, device):
     """Detections of micrographs in px of their files: list of (path, 8-bit image,
     (k, 5) x1 y1 x2 y2 conf, router score), in the order of ``paths``. Micrographs of
     different padded shapes run in separate calls (padding would change what the network
-    sees), so a batch gives what each micrograph gives alone."""
+    sees), so a batch gives what each micrograph gives alone. ``conf`` is the confidence
+    threshold (kept: conf > it, before NMS), the score a training run's val_metrics.json
+    thresholds. Boxes centred in the padding are dropped, as validation drops them (they
+    would be clipped to the border: picks on no particle); the others are clipped to the
+    micrograph as PartiNet's."""
     import torch
 
     from trainers.dynamicdet.boxes import postprocess
@@ -135,8 +139,10 @@ def run_batch(net, paths, img_size, thr, conf, iou, device):
         x, metas = _load_batch([paths[k] for k in idx], img_size, int(net.cfg["ch"]))
         pred, score = net.infer(torch.from_numpy(x).to(device), thr)
         dets = postprocess(pred.float(), conf, iou)
-        for k, (p, img8, r), d, s in zip(idx, metas, dets, score.tolist()):
+        for k, (p, img8, r, (lh, lw)), d, s in zip(idx, metas, dets, score.tolist()):
             d = d[:, :5].cpu().numpy().astype(np.float64)
+            centre = (d[:, 0:2] + d[:, 2:4]) / 2
+            d = d[(centre[:, 0] < lw) & (centre[:, 1] < lh)]
             d[:, :4] /= r
             ny, nx = img8.shape
             d[:, [0, 2]] = d[:, [0, 2]].clip(0, nx)

@@ -77,7 +77,9 @@ class DetectOptions(core._Options):
     project: str = opt("runs/detect", "Folder of detect runs: results go to PROJECT/exp, "
                        "exp2, …; the log to PROJECT/partinet_detect.log.")
     name: str = opt("exp", "Run name under --project (numbered when it exists).")
-    conf_thres: float = opt(0.1, "Keep picks whose confidence is above this.", min=0, max=1)
+    conf_thres: float = opt(0.1, "Keep picks whose confidence is above this (before NMS); the "
+                            "validation best-F1 threshold of the step-2 run "
+                            "(val_metrics.json) is a good start.", min=0, max=1)
     iou_thres: float = opt(0.2, "NMS IoU threshold.", min=0, max=1)
     device: str = opt("", "GPU ids, e.g. 0 or 0,1,2,3 (one model per GPU over shards of the "
                       "folder), or cpu. Default: GPU 0 when present.")
@@ -97,7 +99,9 @@ class DetectOptions(core._Options):
 @dataclass
 class PickOptions(core.PickOptions):
     load_model: str = opt("", "DynamicDet checkpoint (weights/best.pt).", required=True)
-    conf_thres: float = opt(0.1, "Keep picks whose confidence is above this.", min=0, max=1)
+    conf_thres: float = opt(0.1, "Keep picks whose confidence is above this (before NMS); the "
+                            "validation best-F1 threshold of the run (val_metrics.json) is a "
+                            "good start.", min=0, max=1)
     iou_thres: float = opt(0.2, "NMS IoU threshold.", min=0, max=1)
     dy_thres: float = opt(0.5, "Router threshold (score ≥ it: the fast path).", min=0, max=1)
 

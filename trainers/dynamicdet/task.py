@@ -1,13 +1,30 @@
 """The DynamicDet Lightning task: ``stage`` ``step1`` (both detectors, loss L1 + L2) or
 ``step2`` (router only: every other parameter frozen, BatchNorm kept in eval mode so no running
 statistic moves, adaptive router loss). Validation decodes head 2 in step 1 and the routed
-prediction (score ≥ ``dy_thres``) in step 2, scored by the core at radius 0.5 × diameter."""
+prediction (score ≥ ``dy_thres``) in step 2, scored by the core at radius 0.5 × diameter.
+
+What the validation's best-F1 threshold means (``val_metrics.json``, ``summary.best_threshold``,
+written after every validation and at the end of training): a confidence, sigmoid(objectness)
+of a box after NMS, the very number ``detect --conf-thres`` filters on. Validation keeps every
+candidate above :data:`VAL_CONF`, runs the NMS of ``detect`` (``iou_thres``) on the letterboxed
+micrograph ``detect`` sees, through the head ``detect`` routes it to in step 2 (the router at
+``dy_thres``, as ``detect --dy-thres``, 0.5 by default; not with another ``--dy-thres`` or
+``--easy-fraction``). Step 1 validates head 2 alone, while ``detect`` routes a step-1 model by
+its untrained router: the pipelines read the step-2 run's threshold. Filtering before greedy
+NMS keeps exactly the boxes above the threshold that NMS keeps of all candidates (a box is
+suppressed only by a better one), so ``detect --conf-thres T`` gives the validation's picks of
+confidence > T. The evaluation counts scores ≥ T, so a pick scored exactly T differs; and
+``detect`` clips boxes to the micrograph, which moves the centres of boxes crossing its border.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from trainers.core import VAL_METRICS
 from trainers.core.task import BasePickerTask
 from trainers.dynamicdet import loss as L
 from trainers.dynamicdet.boxes import postprocess
@@ -82,6 +99,14 @@ class DynamicDetTask(BasePickerTask):
 
     def eval_diameter(self) -> float:
         return float(self.hparams["diameter"])
+
+    def on_validation_epoch_end(self):
+        super().on_validation_epoch_end()
+        # after every validation, not only at the end (the driver writes the same file then):
+        # a run stopped early still tells pipelines and the report its threshold
+        if self.last_eval is not None and self.trainer.is_global_zero and \
+                self.hparams.get("run_dir") and not self.trainer.sanity_checking:
+            (Path(self.hparams["run_dir"]) / VAL_METRICS).write_text(self.last_eval.to_json())
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["router_offset"] = self.offset.state()

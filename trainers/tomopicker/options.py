@@ -59,7 +59,9 @@ class TrainOptions(core.TrainOptions):
     gauss: float = opt(0.0, "Gaussian prefilter σ in voxels (0 = none; cet_pick's docs use 0.8).", min=0)
     K: int = opt(900, "At most this many picks per tomogram (validation).", min=1)
     nms: int = opt(3, "NMS kernel in x and y (heatmap voxels).", min=1)
-    out_thresh: float = opt(0.2, "Score threshold of the validation precision/recall/F1.", min=0, max=1)
+    out_thresh: float = opt(0.2, "Score threshold of the validation precision/recall/F1 (the "
+                            "best-F1 threshold, for pick --out_thresh, is in val_metrics.json).",
+                            min=0, max=1)
     cutoff_z: int = opt(10, "Validation picks within this many (heatmap) slices of the top or "
                         "bottom are dropped.", min=0)
     edge: int = opt(20, "Validation picks within this many px (input voxels) of the x/y border "
@@ -84,7 +86,9 @@ class PickOptions(core.PickOptions):
                                   "(DESIGN frame: voxels of the tomogram files) into "
                                   "OUTPUT/<format>/.")
     K: int = opt(900, "At most this many picks per tomogram before thresholds.", min=1)
-    out_thresh: float = opt(0.2, "Keep picks with a score above this.", min=0, max=1)
+    out_thresh: float = opt(0.2, "Keep picks with a score above this; the validation best-F1 "
+                            "threshold of the run (val_metrics.json) is a good start.",
+                            min=0, max=1)
     with_score: bool = opt(False, "Add the score as a 4th column of <tomo>.txt.")
     nms: int = opt(3, "NMS kernel in x and y (heatmap voxels).", min=1)
     cutoff_z: int = opt(10, "Drop picks within this many (heatmap) slices of the top or "

@@ -6,7 +6,17 @@ with ``--contrastive`` + ``cr_weight``·(L_sup + 0.1·L_unsup) + MSE between the
 heatmaps. Validation: plain focal loss, decoded picks scored by the core at radius 0.5·bbox,
 and one debug picture per validation tomogram (``debug/``). Every epoch writes cet_pick-style
 ``model_last_contrastive.pth``; every validation ``model_N.pth`` (``--save_all``) or
-``model_last.pth``.
+``model_last.pth``, and ``val_metrics.json`` (the driver writes it again at the end).
+
+What the validation's best-F1 threshold means (``summary.best_threshold``): a heatmap peak
+score, sigmoid of the ``hm`` head at a local maximum, the very number ``pick tomo
+--out_thresh`` filters on. Validation decodes the whole volume as ``pick tomo`` does (the same
+top-``K``, ``nms`` kernel, ``cutoff_z`` and edge) with no score threshold; cutting the top-K
+list at T afterwards is what ``pick --out_thresh T`` does, so the picks of score > T are
+``pick``'s (with the run's ``K``, ``nms`` and ``cutoff_z``). The evaluation counts scores ≥ T,
+so a pick scored exactly T is the one difference. A run that validates on its training
+tomograms (no validation list, as cet_pick) writes ``train_metrics.json`` instead: a threshold
+fitted to the training data is no pick threshold (``hparams['val_on_train']``).
 """
 
 from __future__ import annotations
@@ -15,12 +25,15 @@ from pathlib import Path
 
 import torch
 
+from trainers.core import VAL_METRICS
 from trainers.core.task import BasePickerTask
 from trainers.tomopicker import losses as L
 from trainers.tomopicker.decode import EDGE, decode
 from trainers.tomopicker.network import TomoNet
 
 UNSUP_WEIGHT = 0.1  # cet_pick: cr = L_sup + 0.1·L_unsup
+# the validation summary of a run validated on its training tomograms (same format)
+TRAIN_METRICS = "train_metrics.json"
 
 
 class TomoTask(BasePickerTask):
@@ -100,6 +113,13 @@ class TomoTask(BasePickerTask):
         self._debug = []
         mark = epoch if self.hparams["save_all"] else "last"
         self.save_pth(f"model_{mark}.pth")
+        run_dir = self.hparams.get("run_dir")
+        if self.last_eval is not None and run_dir:
+            (Path(run_dir) / self.metrics_name()).write_text(self.last_eval.to_json())
+
+    def metrics_name(self) -> str:
+        """The file of this run's validation summary (see the module docstring)."""
+        return TRAIN_METRICS if self.hparams.get("val_on_train") else VAL_METRICS
 
     def on_train_epoch_end(self):
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:

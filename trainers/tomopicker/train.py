@@ -162,6 +162,16 @@ def _datamodule(train_items, val_samples, load, opts):
     return TomoDataModule(), len(labels)
 
 
+def _keep_out_of_val_metrics(run_dir: Path, name: str) -> None:
+    """The driver writes the last validation as val_metrics.json, which pipelines read as the
+    run's pick threshold; for a run validated on its training tomograms it goes to ``name``."""
+    from trainers.core import VAL_METRICS
+
+    written = Path(run_dir) / VAL_METRICS
+    if written.is_file():
+        written.replace(Path(run_dir) / name)
+
+
 def train_tomo(opts: TrainOptions) -> dict:
     """Train the tomogram picker into ``OUTPUT/EXP_ID``; returns the driver's summary."""
     import pytorch_lightning as pl
@@ -182,13 +192,15 @@ def train_tomo(opts: TrainOptions) -> dict:
         train_items = _from_lists(opts.train_img_txt, opts.train_coord_txt)
         val_items = (_from_lists(opts.val_img_txt, opts.val_coord_txt)
                      if opts.val_img_txt else [])
-    if not val_items:
-        log.info("no validation tomograms: validating on the training ones (as cet_pick)")
+    val_on_train = not val_items
+    if val_on_train:
+        log.info("no validation tomograms: validating on the training ones (as cet_pick); "
+                 "their summary is train_metrics.json, not a pick threshold")
         val_items = train_items
     load = _Loaded(opts)
     val = _val_samples(val_items, load, opts)
     dm, n_labels = _datamodule(train_items, val, load, opts)
-    options = {**opts.to_dict(), "run_dir": str(run_dir)}
+    options = {**opts.to_dict(), "run_dir": str(run_dir), "val_on_train": val_on_train}
     write_opt_txt(run_dir, options)
     task = TomoTask(options)
     task.val_samples = val
@@ -202,5 +214,8 @@ def train_tomo(opts: TrainOptions) -> dict:
              "test": []}
     summary = train_run(task, dm, settings, run_dir, options, split, len(train_items),
                         len(val))
+    trainer = getattr(task, "trainer", None)
+    if val_on_train and (trainer is None or trainer.is_global_zero):
+        _keep_out_of_val_metrics(run_dir, task.metrics_name())
     summary["labels"] = n_labels
     return summary
