@@ -62,12 +62,17 @@ def test_pick_output_reads_back_at_the_same_voxels(run, capsys):
     from trainers.tomopicker.volume import loaded_to_file
 
     ckpt = run["run"] / "model_last_contrastive.pth"
+    # the run's best-F1 threshold (its validation on the training tomogram), a hair lower: the
+    # evaluation counts scores >= it, pick keeps scores > it. A fixed 0.2 made the recall below
+    # depend on the machine (10 or 11 of 12 particles above 0.2 after the same training).
+    best = json.loads((run["run"] / "train_metrics.json").read_text())["summary"]
+    thr = f"{best['best_threshold'] - 1e-6:.9f}"
     formats = [n for n in registry.names(3) if "write" in registry.get(n).capabilities]
     seen = None
     for fmt in formats:
         out = run["root"] / f"picks_{fmt}"
         assert main(["pick", "tomo", "--test_img_txt", str(run["img"]), "--load_model",
-                     str(ckpt), "--out_thresh", "0.2", "--cutoff_z", "0", "--output", str(out),
+                     str(ckpt), "--out_thresh", thr, "--cutoff_z", "0", "--output", str(out),
                      "--output_type", fmt, "--quiet"]) == 0
         loaded = read_xzy(out / "t1.txt")
         assert (out / "t1_hm.mrc").is_file()
@@ -78,11 +83,14 @@ def test_pick_output_reads_back_at_the_same_voxels(run, capsys):
         order = np.lexsort(got.T)
         assert np.allclose(got[order], design[np.lexsort(design.T)], atol=1e-3), fmt
         seen = design
-    # the picks find the particles (file frame) and the heatmap has the file's layout
+    # the picks find the particles in the file's frame, as well as the validation found them
+    # in the loaded frame (F1 >= 0.9 there, test above), and the heatmap has the file's layout
     import mrcfile
 
-    d = np.linalg.norm(seen[:, None] - run["file_xyz"][None], axis=2).min(axis=0)
-    assert (d <= BBOX / 2).mean() >= 0.9
+    d = np.linalg.norm(seen[:, None] - run["file_xyz"][None], axis=2)
+    tp = int((d.min(axis=0) <= BBOX / 2).sum())  # particles with a pick within the radius
+    f1 = 2 * tp / (len(seen) + len(run["file_xyz"]))
+    assert f1 >= 0.9, (f1, tp, len(seen), best)
     with mrcfile.open(run["root"] / f"picks_{formats[-1]}" / "t1_hm.mrc") as m:
         assert m.data.shape == (48, 24, 48)  # file (ny, nz, nx) with x, y halved
 
