@@ -227,21 +227,25 @@ def main(argv=None) -> int:
     def med(key, i):
         return statistics.median(v[i] for v in times[key])
 
+    def cpu_cell(key):  # median (min–max) of the CPU seconds
+        v = [t[1] for t in times[key]]
+        return f"{statistics.median(v):.2f} ({min(v):.2f}–{max(v):.2f})"
+
     sides = list(trees)
     floor_cpu = med(("`python -c \"import torch\"` (the floor)", "floor"), 1)
     threads = f"OMP_NUM_THREADS={args.threads}" if args.threads else "torch's default threads"
     print(f"{args.repeat} repetitions, medians; load average {min(loads):.1f}–{max(loads):.1f} "
           f"on {os.cpu_count()} cores; {threads}; " + ", ".join(f"{s} = `{revs[s]}`" for s in sides))
     print()
-    head = " | ".join(f"{s}: CPU s | {s}: wall s" for s in sides)
+    head = " | ".join(f"{s}: CPU s (min–max) | {s}: wall s" for s in sides)
     print(f"| step | {head} |" + (" after/before CPU |" if len(sides) > 1 else ""))
     print("|---|" + "---:|" * (2 * len(sides) + (len(sides) > 1)))
     for name in floors:
-        cpu, wall = med((name, "floor"), 1), med((name, "floor"), 0)
-        print(f"| {name} | " + " | ".join(f"{cpu:.2f} | {wall:.2f}" for _ in sides)
+        cpu, wall = cpu_cell((name, "floor")), med((name, "floor"), 0)
+        print(f"| {name} | " + " | ".join(f"{cpu} | {wall:.2f}" for _ in sides)
               + (" | |" if len(sides) > 1 else " |"))
     for name in rows:
-        cells = " | ".join(f"{med((name, s), 1):.2f} | {med((name, s), 0):.2f}" for s in sides)
+        cells = " | ".join(f"{cpu_cell((name, s))} | {med((name, s), 0):.2f}" for s in sides)
         ratio = (f" {med((name, 'after'), 1) / med((name, 'before'), 1):.2f} |"
                  if len(sides) > 1 else "")
         print(f"| {name} | {cells} |{ratio}")
