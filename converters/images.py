@@ -14,7 +14,8 @@ Normalisation to 8 bit (PNG/JPG)
     ``percentile`` (default): values between the 0.5th and 99.5th percentile map linearly to
     0..255, outliers are clipped (hot pixels and carbon edges do not squash the contrast).
     ``minmax``: min..max map to 0..255, as EPicker and PartiNet quantise.
-    ``equalize=True`` applies histogram equalisation after quantisation (``cv2.equalizeHist``):
+    ``equalize=True`` applies histogram equalisation after quantisation (``cv2.equalizeHist``'s
+    rule, in numpy: :func:`equalize_hist`):
     EPicker's view is ``width=1024, normalize="minmax", equalize=True``
     ([epicker] ``mrc_utils/preprocess.py``: Fourier crop to width 1024, min–max uint8,
     equalizeHist).
@@ -247,10 +248,27 @@ def _tail_values(flat: np.ndarray, lo: int, hi: int, q: float):
 
 
 def equalize_hist(image: np.ndarray) -> np.ndarray:
-    """Histogram equalisation of a uint8 image (``cv2.equalizeHist``, as EPicker)."""
-    import cv2
+    """Histogram equalisation of a uint8 image, bit-identical to ``cv2.equalizeHist`` (as
+    EPicker) without importing OpenCV (the pick path's start-up, issue 16).
 
-    return cv2.equalizeHist(np.ascontiguousarray(image, dtype=np.uint8))
+    OpenCV's rule ([opencv] ``imgproc/src/histogram.cpp``, ``EqualizeHistLut_Invoker``): with
+    ``i`` the lowest level present and ``n`` the pixel count, ``lut[i] = 0`` and
+    ``lut[j] = round(cumsum_{i<k<=j} hist[k] * (255.f / (n - hist[i])))`` for ``j > i``, in
+    single precision, rounded half to even (``cvRound``); an image of one level keeps it.
+    """
+    img = np.ascontiguousarray(image, dtype=np.uint8)
+    if img.size == 0:
+        return img.copy()
+    hist = np.bincount(img.ravel(), minlength=256)
+    i = int(np.flatnonzero(hist)[0])
+    total = img.size
+    if hist[i] == total:
+        return np.full_like(img, i)
+    scale = np.float32(255.0) / np.float32(total - hist[i])
+    csum = np.cumsum(hist, dtype=np.int64) - hist[: i + 1].sum()
+    lut = np.rint(csum.astype(np.float32) * scale)
+    lut[: i + 1] = 0
+    return np.clip(lut, 0, 255).astype(np.uint8)[img]
 
 
 def read_micrograph(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:

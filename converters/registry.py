@@ -21,7 +21,9 @@ per-file reading.
 The picks frame: ``micrograph`` (str, as the format stores it; for per-micrograph files the
 label file's stem), ``x``, ``y`` (float64 px, particle centres, ``mrcfile`` array frame: x =
 column, y = row, origin at the first stored pixel), optional ``z``, ``score``, ``diameter`` (px),
-``class_id``, ``filament``, ``radius`` (px).
+``class_id``, ``filament``, ``radius`` (px). Writers take it as a pandas frame or, where pandas
+is not loaded (the pick path), as :class:`PickColumns` (the same columns as numpy arrays); both
+give the same bytes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from functools import lru_cache
 from importlib import import_module
 from pathlib import Path
 
+from converters.formats._common import PickColumns  # noqa: F401  (writers' numpy input)
 from converters.layout import SIDE_INFORMATION, Layout
 
 # The only list of format modules (converters/formats/<name>.py).

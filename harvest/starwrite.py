@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # frames are only passed in: writing picks needs no pandas import
+    import pandas as pd
 
 DECIMALS = 6
 _NEEDS_QUOTES_START = ("_", ";")

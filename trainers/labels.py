@@ -9,10 +9,12 @@ from an export's manifest or from the micrograph files.
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from harvest.conventions import micrograph_key
+
+if TYPE_CHECKING:  # frames come from the registry; writing picks needs no pandas import
+    import pandas as pd
 
 
 class LabelError(ValueError):
@@ -174,9 +176,10 @@ def label_micrographs(path: str | Path, fmt: str | None = None,
 
 
 def write_labels(
-    picks: pd.DataFrame, dest: str | Path, fmt: str, micrographs=None, **opts
+    picks, dest: str | Path, fmt: str, micrographs=None, **opts
 ) -> list[Path]:
-    """Write picks (pivot frame, px of the micrographs) through the registry writer, one file
+    """Write picks (pivot frame or its numpy form, :class:`converters.registry.PickColumns`;
+    px of the micrographs) through the registry writer, one file
     per micrograph for per-micrograph formats (``micrographs`` adds empty files for those
     without picks), overwriting earlier files."""
     reg = registry()

@@ -4,6 +4,7 @@
 :class:`converters.layout.Layout`, with hooks where a format needs code) and the side information
 its files need (``READ_NEEDS``, ``WRITE_NEEDS``). Use them through :mod:`converters.registry`.
 
-Private helpers: ``_common`` (picks frame, errors, atomic writes), ``_text`` (bulk numeric text
+Private helpers: ``_common`` (picks frame and its numpy form ``PickColumns``, errors, atomic
+writes), ``_text`` (bulk numeric text
 formatting).
 """

@@ -69,6 +69,104 @@ def picks_frame(micrograph, x, y, **optional):
     return frame
 
 
+class PickColumns:
+    """The picks frame as numpy columns: what a writer accepts where pandas is not loaded (the
+    pick path, whose start-up every Slurm array task pays; issue 16).
+
+    ``data``: column name -> one value per pick (``micrograph`` may be one string for all),
+    in the pivot's names and units (module docstring). Writers read it, like a frame, only
+    through the helpers below (:func:`column`, :func:`has_values`, :func:`take_rows`,
+    :func:`row_positions`, :func:`reset_rows`, :func:`factorize_names`), so the bytes they
+    write do not depend on which of the two they were given (tested for every format).
+    ``index``: each row's position in the table it was taken from (a frame's index).
+    """
+
+    __slots__ = ("data", "index")
+
+    def __init__(self, data: dict, index: np.ndarray | None = None):
+        n = len(np.asarray(data["x"]))
+        cols = {}
+        for name, values in data.items():
+            if name == "micrograph" and isinstance(values, str):
+                values = np.full(n, values, dtype=object)
+            values = np.asarray(values)
+            if values.shape != (n,):
+                raise ValueError(f"picks column {name!r} has shape {values.shape}, not ({n},)")
+            cols[name] = values
+        self.data = cols
+        self.index = np.arange(n) if index is None else np.asarray(index)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.data)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.data[name]
+
+    def take(self, rows) -> PickColumns:
+        """The rows ``rows`` (positions or a boolean mask), keeping their index."""
+        return PickColumns({k: v[rows] for k, v in self.data.items()}, self.index[rows])
+
+    def to_frame(self):
+        """The same picks as a pandas picks frame (pivot column order and dtypes)."""
+        d = self.data
+        return picks_frame(d["micrograph"], d["x"], d["y"],
+                           **{k: v for k, v in d.items() if k not in ("micrograph", "x", "y")})
+
+
+def has_values(picks, name: str, every: bool = False) -> bool:
+    """Whether column ``name`` exists and has a non-missing value (``every``: no gap)."""
+    if name not in picks.columns:
+        return False
+    if isinstance(picks, PickColumns):
+        v = picks[name]
+        present = (~np.isnan(v) if v.dtype.kind == "f"
+                   else np.array([x is not None and x == x for x in v], dtype=bool)
+                   if v.dtype.kind == "O" else np.ones(len(v), dtype=bool))
+    else:
+        present = picks[name].notna().to_numpy()
+    return bool(present.all() if every else present.any())
+
+
+def take_rows(picks, rows):
+    """Rows by position or boolean mask, keeping their index (``DataFrame.iloc``)."""
+    return picks.take(rows) if isinstance(picks, PickColumns) else picks.iloc[rows]
+
+
+def row_positions(rows) -> np.ndarray:
+    """The index of ``rows`` (positions in the table they were taken from, after
+    :func:`reset_rows`)."""
+    return rows.index if isinstance(rows, PickColumns) else rows.index.to_numpy()
+
+
+def reset_rows(picks):
+    """``picks`` with the index 0..n-1 (``reset_index(drop=True)``)."""
+    if isinstance(picks, PickColumns):
+        return PickColumns(picks.data)
+    return picks.reset_index(drop=True)
+
+
+def factorize_names(picks) -> tuple[np.ndarray, list[str]]:
+    """(code per row, micrograph names in first-seen order) of the ``micrograph`` column, as
+    ``pandas.factorize(sort=False)`` of it as strings."""
+    if not isinstance(picks, PickColumns):
+        import pandas as pd
+
+        codes, names = pd.factorize(picks["micrograph"].astype(str), sort=False)
+        return codes, [str(n) for n in names]
+    mic = picks["micrograph"].astype(str)
+    if not len(mic):
+        return np.zeros(0, dtype=np.intp), []
+    uniq, first, inverse = np.unique(mic, return_index=True, return_inverse=True)
+    seen = np.argsort(first, kind="stable")
+    rank = np.empty(len(uniq), dtype=np.intp)
+    rank[seen] = np.arange(len(uniq))
+    return rank[inverse.ravel()], [str(u) for u in uniq[seen]]
+
+
 def empty_frame():
     return picks_frame([], [], [])
 
@@ -99,6 +197,8 @@ def check_picks(picks, what: str, required: Iterable[str] = ("micrograph", "x", 
 def column(picks, name: str, default=None, dtype=np.float64) -> np.ndarray | None:
     """A column as a numpy array, or ``default`` broadcast when the column is absent."""
     if name in picks.columns:
+        if isinstance(picks, PickColumns):
+            return np.asarray(picks[name], dtype=dtype)
         return picks[name].to_numpy(dtype=dtype)
     if default is None:
         return None
@@ -129,13 +229,11 @@ def group_rows(picks) -> tuple[np.ndarray, list[str], np.ndarray]:
 
     Returns (row order, micrograph names, start offsets into the ordered rows; len = names + 1).
     """
-    import pandas as pd
-
-    codes, names = pd.factorize(picks["micrograph"].astype(str), sort=False)
+    codes, names = factorize_names(picks)
     order = np.argsort(codes, kind="stable")
     counts = np.bincount(codes, minlength=len(names)) if len(codes) else np.zeros(0, np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return order, [str(n) for n in names], starts
+    return order, names, starts
 
 
 def table_target(dest, default_name: str) -> Path:
@@ -252,7 +350,7 @@ def write_per_micrograph(
                 f"{dest}: two micrographs map to the same {ext} file name; make names unique"
             )
     check_targets(targets, overwrite)
-    rows = picks.iloc[order] if len(order) else picks
+    rows = take_rows(picks, order) if len(order) else picks
     text, offsets = render(rows)
 
     def parts(i: int) -> list:

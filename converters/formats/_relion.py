@@ -22,13 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from harvest.starread import read_star
-
 from ._common import FormatError, concat_frames, picks_frame
 
 INDEX_LABEL = "rlnMicrographCoordinates"
 INDEX_NAMES = ("autopick.star", "manualpick.star")
 OPTIMISATION_SET = "optimisation_set.star"
+
+
+def read_star(path, **opts) -> dict:
+    """:func:`harvest.starread.read_star`, imported when a STAR file is read (it loads pandas;
+    writing picks does not need it)."""
+    from harvest.starread import read_star as read
+
+    return read(path, **opts)
 
 
 def _tables(path) -> dict:

@@ -32,6 +32,7 @@ from ._common import (
     FormatError,
     check_picks,
     column,
+    factorize_names,
     mic_stem,
     picks_frame,
     table_target,
@@ -100,11 +101,9 @@ def read(path, **_):
 
 def write(picks, dest, overwrite: bool = False, score: bool = False, **_):
     """One coordinate table (``dest`` or ``dest/particles.txt``), integer voxels."""
-    import pandas as pd
-
     check_picks(picks, "cet_pick coordinates", ("micrograph", "x", "y", "z"))
     target = table_target(dest, "particles.txt")
-    codes, uniques = pd.factorize(picks["micrograph"].astype(str), sort=False)
+    codes, uniques = factorize_names(picks)
     cols = [_text.Str(codes=codes, uniques=[mic_stem(u) for u in uniques])]
     cols += [_text.Int(column(picks, c)) for c in "xyz"]
     header = ["image_name", "x_coord", "y_coord", "z_coord"]

@@ -16,7 +16,15 @@ from pathlib import Path
 from converters.layout import Layout
 
 from . import _text
-from ._common import check_picks, column, numeric_rows, picks_frame, read_text, write_per_micrograph
+from ._common import (
+    check_picks,
+    column,
+    has_values,
+    numeric_rows,
+    picks_frame,
+    read_text,
+    write_per_micrograph,
+)
 
 CAPABILITIES = frozenset({"2d", "per_micrograph", "read", "write"})
 EXTENSIONS = (".coord",)
@@ -33,7 +41,7 @@ def read(path, **_):
 
 def write(picks, dest, overwrite: bool = False, micrographs=None, **_):
     check_picks(picks, "EPicker .coord")
-    with_d = "diameter" in picks.columns and bool(picks["diameter"].notna().all())
+    with_d = has_values(picks, "diameter", every=True)
 
     def render(rows):
         cols = [_text.Int(column(rows, "x")), _text.Int(column(rows, "y"))]

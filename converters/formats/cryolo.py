@@ -46,11 +46,15 @@ from ._common import (
     check_targets,
     column,
     group_rows,
+    has_values,
     mic_stem,
     numeric_rows,
     picks_frame,
     read_text,
+    reset_rows,
+    row_positions,
     sizes_px,
+    take_rows,
     write_atomic,
     write_per_micrograph,
 )
@@ -124,7 +128,7 @@ def write_box(picks, dest, boxsize=None, overwrite: bool = False, micrographs=No
     uniform = sizes.size > 0 and bool((sizes == sizes[0]).all())
 
     def render(rows):
-        b = sizes[rows.index.to_numpy()] if not uniform else sizes[:1]
+        b = sizes[row_positions(rows)] if not uniform else sizes[:1]
         if uniform:  # one box size: its text once, not per row
             size = _text.Num(sizes[:1], DECIMALS)
             token = _text.render_bytes([size], 1).tobytes().decode().strip()
@@ -143,7 +147,7 @@ def write_box(picks, dest, boxsize=None, overwrite: bool = False, micrographs=No
             len(rows),
         )
 
-    picks = picks.reset_index(drop=True)
+    picks = reset_rows(picks)
     return write_per_micrograph(
         picks, dest, ".box", render, overwrite=overwrite, micrographs=micrographs
     )
@@ -226,9 +230,9 @@ def write_cbox(picks, dest, boxsize=None, overwrite: bool = False, micrographs=N
     their slices; a ``filament`` column adds _filamentid.
     """
     check_picks(picks, "crYOLO .cbox")
-    picks = picks.reset_index(drop=True)
+    picks = reset_rows(picks)
     sizes = _box_sizes(picks, boxsize if boxsize is not None else diameter, "crYOLO .cbox")
-    is3d = "z" in picks.columns and picks["z"].notna().any()
+    is3d = has_values(picks, "z")
     has_fil = "filament" in picks.columns
     labels = list(CBOX_COLUMNS) + (["filamentid"] if has_fil else [])
     head = (
@@ -238,11 +242,12 @@ def write_cbox(picks, dest, boxsize=None, overwrite: bool = False, micrographs=N
     files = []
     order, names, starts = group_rows(picks)
     for i, name in enumerate(names):
-        rows = picks.iloc[order[starts[i] : starts[i + 1]]]
+        rows = take_rows(picks, order[starts[i] : starts[i + 1]])
         files.append((name, rows))
     if micrographs is not None:
         have = set(names)
-        files += [(str(m), picks.iloc[:0]) for m in micrographs if str(m) not in have]
+        files += [(str(m), take_rows(picks, order[:0])) for m in micrographs
+                  if str(m) not in have]
     single = Path(dest).suffix.lower() == ".cbox" and not Path(dest).is_dir()
     if single and len(files) > 1:
         raise ValueError(f"{dest}: one .cbox file holds one micrograph; give a directory")
@@ -251,7 +256,7 @@ def write_cbox(picks, dest, boxsize=None, overwrite: bool = False, micrographs=N
     na = np.nan
     for (_name, rows), target in zip(files, targets):
         n = len(rows)
-        b = sizes[rows.index.to_numpy()]
+        b = sizes[row_positions(rows)]
         z = column(rows, "z") if is3d else np.full(n, na)
         est = np.full(n, na if est_size is None else float(est_size))
         cols = [

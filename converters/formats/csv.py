@@ -23,6 +23,8 @@ from ._common import (
     check_picks,
     column,
     picks_frame,
+    reset_rows,
+    row_positions,
     sizes_px,
     write_per_micrograph,
 )
@@ -77,11 +79,11 @@ def read(path, **_):
 def write(picks, dest, diameter=None, overwrite: bool = False, micrographs=None, **_):
     """CSV per micrograph; ``Diameter`` from ``diameter`` (px) or the ``diameter`` column."""
     check_picks(picks, "CryoPPP CSV")
-    picks = picks.reset_index(drop=True)
+    picks = reset_rows(picks)
     d = sizes_px(picks, diameter, "CryoPPP CSV")
 
     def render(rows):
-        i = rows.index.to_numpy()
+        i = row_positions(rows)
         cols = [_text.Int(column(rows, "x")), _text.Int(column(rows, "y")), _text.Int(d[i])]
         return _text.render(cols, len(rows), sep=",")
 

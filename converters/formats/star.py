@@ -42,13 +42,14 @@ from pathlib import Path
 import numpy as np
 
 from harvest import starwrite
-from harvest.starread import StarFormatError, read_star
 
 from . import _relion, _text
 from ._common import (
     FormatError,
     check_picks,
     column,
+    factorize_names,
+    has_values,
     mic_stem,
     picks_frame,
     table_target,
@@ -81,6 +82,8 @@ def read(path, **opts):
     coordinate files (``mic_0001_autopick.star`` → ``mic_0001``); RELION pick indexes and
     RELION 5 tomography picks as the module docstring says; ``score`` = ``rlnAutopickFigureOfMerit``,
     ``diameter`` = ``rlnDiameter``, ``class_id`` = ``rlnClassNumber``, ``z`` = ``rlnCoordinateZ``."""
+    from harvest.starread import StarFormatError, read_star
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -190,7 +193,7 @@ def _loop_header(name: str, labels: list[str], version: int | None = None) -> st
 
 
 def _has(picks, name: str) -> bool:
-    return name in picks.columns and bool(picks[name].notna().any())
+    return has_values(picks, name)
 
 
 def _coord_columns(picks, with_z: bool) -> tuple[list[str], list]:
@@ -219,9 +222,7 @@ def _write_coords(picks, dest, overwrite, micrographs) -> list[Path]:
 
 
 def _name_column(picks, transform=None) -> _text.Str:
-    import pandas as pd
-
-    codes, uniques = pd.factorize(picks["micrograph"].astype(str), sort=False)
+    codes, uniques = factorize_names(picks)
     names = [starwrite.quote(transform(u) if transform else str(u)) for u in uniques]
     return _text.Str(codes=codes, uniques=names)
 

@@ -28,6 +28,7 @@ from ._common import (
     FormatError,
     check_picks,
     column,
+    factorize_names,
     mic_stem,
     picks_frame,
     table_target,
@@ -98,14 +99,12 @@ def write(picks, dest, scale: float = 1.0, overwrite: bool = False, score: bool 
     ``scale``: the preprocess down-scale factor S; coordinates become ``round(x / S)`` exactly as
     ``topaz convert -s S`` computes them. ``score=False`` leaves the score column out.
     """
-    import pandas as pd
-
     check_picks(picks, "Topaz table")
     if not scale or scale <= 0:
         raise ValueError(f"Topaz scale must be a positive down-scale factor, got {scale!r}")
     target = table_target(dest, "particles.txt")
     factor = 1.0 / float(scale)  # topaz: scale = up/down; coord_new = round(scale * coord)
-    codes, uniques = pd.factorize(picks["micrograph"].astype(str), sort=False)
+    codes, uniques = factorize_names(picks)
     cols = [
         _text.Str(codes=codes, uniques=[mic_stem(u) for u in uniques]),
         _text.Int(np.round(factor * column(picks, "x"))),

@@ -31,12 +31,15 @@ from ._common import (
     FormatError,
     check_picks,
     column,
-    group_rows,
+    factorize_names,
     mic_stem,
     numeric_rows,
     picks_frame,
     read_text,
+    reset_rows,
+    row_positions,
     sizes_px,
+    take_rows,
     write_atomic,
     write_per_micrograph,
 )
@@ -140,27 +143,24 @@ def write(picks, dest, image_size=None, images=None, diameter=None, class_id=Non
     """YOLO label per micrograph (``dest/<stem>.txt``). Box side = ``diameter`` (px) or the
     ``diameter`` column; class = ``class_id`` or the ``class_id`` column or 0."""
     check_picks(picks, "YOLO labels")
-    picks = picks.reset_index(drop=True)
+    picks = reset_rows(picks)
     d = sizes_px(picks, diameter, "YOLO labels", noun="box side")
     if class_id is not None:
         cls = np.full(len(picks), float(class_id))
     else:
         cls = column(picks, "class_id", default=0.0)
-    _, names, _ = group_rows(picks)
+    codes, names = factorize_names(picks)  # names in first-seen order, as group_rows
     all_names = names + [str(m) for m in (micrographs or []) if str(m) not in set(names)]
     sizes = _sizes_for(all_names, image_size, images)
-    import pandas as pd
-
-    codes = pd.Index(names).get_indexer(picks["micrograph"].astype(str))
     nx, ny = sizes[codes, 0], sizes[codes, 1]
     cx, w = _visible(column(picks, "x"), d, nx)
     cy, h = _visible(column(picks, "y"), d, ny)
     keep = (w > 0) & (h > 0)
     if not keep.all():
-        picks = picks[keep]
+        picks = take_rows(picks, keep)
 
     def render(rows):
-        i = rows.index.to_numpy()
+        i = row_positions(rows)
         return _text.render(
             [
                 _text.Int(cls[i]),

@@ -45,3 +45,28 @@ def test_percentiles_equal_numpy_in_the_tails_and_the_middle():
     flat = rng.standard_normal(300_000).astype(np.float32)
     qs = (0.0, 0.5, 5.0, 50.0, 95.0, 99.5, 100.0)
     assert images._percentiles(flat, qs) == list(np.percentile(flat.astype(np.float64), qs))
+
+
+def _histogram_cases():
+    rng = np.random.default_rng(11)
+    yield "uniform 300x301", rng.integers(0, 256, (300, 301))
+    yield "narrow normal", np.clip(rng.normal(128, 3, (257, 513)), 0, 255)
+    yield "wide normal 1024", np.clip(rng.normal(90, 40, (990, 1024)), 0, 255)
+    yield "high levels only", rng.integers(250, 256, (64, 64))
+    yield "two levels", np.where(rng.random((50, 70)) < 0.01, 255, 0)
+    yield "one level", np.full((20, 30), 77)
+    yield "one pixel", np.full((1, 1), 200)
+    yield "zero and 255", np.tile([0, 255], (8, 5))
+    for k in range(40):  # random sizes and level ranges: rounding ties and odd totals
+        lo = int(rng.integers(0, 255))
+        yield f"random {k}", rng.integers(lo, 256, tuple(rng.integers(1, 200, 2)))
+
+
+@pytest.mark.parametrize("name,img", list(_histogram_cases()), ids=lambda v: v if
+                         isinstance(v, str) else "")
+def test_equalize_hist_is_opencvs_bit_for_bit(name, img):
+    """The numpy histogram equalisation (no OpenCV import on the pick path) equals
+    ``cv2.equalizeHist`` on every pixel, including one-level images and rounding ties."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless) is not installed")
+    u8 = np.asarray(img, dtype=np.uint8)
+    np.testing.assert_array_equal(images.equalize_hist(u8), cv2.equalizeHist(u8), err_msg=name)

@@ -1,13 +1,17 @@
 """``cryoglean pick centernet``: a checkpoint's network and EPicker's view in the core's pick
-loop. Imports no Lightning."""
+loop. Imports no Lightning, and no pandas on the way to the label files (start-up, issue 16)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+import numpy as np
 
 from trainers.centernet.options import PickOptions, native_format
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def load_picker(path: str | Path, device: str = "cpu"):
@@ -26,6 +30,14 @@ def load_picker(path: str | Path, device: str = "cpu"):
 def pick_micrograph(net, h: dict, path, opts: PickOptions, device: str = "cpu") -> pd.DataFrame:
     """Picks of one micrograph in px of that micrograph file (DESIGN frame):
     DataFrame[micrograph, x, y, score, diameter | radius | filament]."""
+    import pandas as pd
+
+    return pd.DataFrame(pick_columns(net, h, path, opts, device))
+
+
+def pick_columns(net, h: dict, path, opts: PickOptions, device: str = "cpu") -> dict:
+    """:func:`pick_micrograph` as numpy columns (``micrograph`` one string), what the pick
+    loop writes without pandas."""
     import torch
 
     from trainers.centernet.decode import decode, link_fibers
@@ -38,23 +50,25 @@ def pick_micrograph(net, h: dict, path, opts: PickOptions, device: str = "cpu") 
         out = net(torch.from_numpy(to_tensor_image(img))[None].to(device))
     p = decode(out, K=opts.K, vis_thresh=opts.vis_thresh, edge=to_input(opts.edge, h),
                min_distance=to_input(opts.min_distance, h), valid_hw=prep.image.shape)[0]
-    df = pd.DataFrame({
+    cols = {
         "micrograph": prep.path.stem,
         "x": p["xy"][:, 0] / prep.sx,
         "y": p["xy"][:, 1] / prep.sy,
         "score": p["score"],
-    })
+    }
     mode = h.get("mode", "particle")
     if mode == "vesicle":
-        df["radius"] = p["radius"] / prep.sx
+        cols["radius"] = p["radius"] / prep.sx
     elif mode == "fiber":
         g = link_fibers(p["xy"], p["score"], float(h.get("link_distance", 120.0)),
                         float(h.get("ang_thresh", 0.3)))
-        df["filament"] = g
-        df = df[df["filament"] >= 0].reset_index(drop=True)
+        keep = np.asarray(g) >= 0
+        cols = {k: v if isinstance(v, str) else np.asarray(v)[keep] for k, v in cols.items()}
+        cols["filament"] = np.asarray(g)[keep]
     else:
-        df["diameter"] = float(h.get("particle_size") or 19.0) / prep.sx
-    return df
+        cols["diameter"] = np.full(len(cols["x"]), float(h.get("particle_size") or 19.0)
+                                   / prep.sx)
+    return cols
 
 
 def pick_centernet(opts: PickOptions) -> dict:
@@ -67,7 +81,7 @@ def pick_centernet(opts: PickOptions) -> dict:
         opts.output_type = native_format()
     device = pick_device(opts.gpus)
     net, h = load_picker(opts.load_model, device)
-    return pick_folder(lambda f: pick_micrograph(net, h, f, opts, device), opts.data,
+    return pick_folder(lambda f: pick_columns(net, h, f, opts, device), opts.data,
                        opts.output, opts.output_type, opts.shard, opts.visual, opts.quiet,
                        opts.dataset, opts.split,
                        trained_geometry(opts.load_model) if opts.visual else None)

@@ -19,12 +19,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harvest.conventions import micrograph_key
 from trainers.data import DataError, list_micrographs
+
+if TYPE_CHECKING:  # the pick path imports Prepared from here and must not load pandas
+    import pandas as pd
 
 TRAIN, VAL = "train", "val"
 
@@ -244,6 +247,8 @@ def write_split(path: Path, split: dict[str, list[str]]) -> None:
 
 def samples_frame(samples: list[Sample]) -> pd.DataFrame:
     """Labels of samples in original micrograph px (for evaluation); ``z`` when 3D."""
+    import pandas as pd
+
     frames = []
     for s in samples:
         xy = np.asarray(s.xy, dtype=np.float64)

@@ -1,17 +1,23 @@
 """The generic pick loop: micrographs of a folder (or one ``--shard`` of them) → a picker's
 ``pick_one`` → one label file per micrograph through the format registry.
 
-Imports no Lightning (picking starts fast); a picker supplies only ``pick_one(path)`` returning
-its picks in px of that micrograph file (DESIGN frame).
+Imports no Lightning, pandas, OpenCV or matplotlib until a feature needs them (every Slurm
+array task pays the start-up again; issue 16): a picker supplies only ``pick_one(path)``
+returning its picks in px of that micrograph file (DESIGN frame), as a pandas picks frame or as
+a mapping of numpy columns (``micrograph`` may be one string), written without pandas.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def parse_shard(shard: str | None, n: int) -> list[int]:
@@ -26,28 +32,44 @@ def parse_shard(shard: str | None, n: int) -> list[int]:
     return shard_items(range(n), k, m)
 
 
-def write_picks_file(df: pd.DataFrame, out: Path, fmt: str, stem: str,
+def as_picks(picks):
+    """A picker's picks as a writer takes them: a pandas frame as it is, a mapping of numpy
+    columns as :class:`converters.registry.PickColumns` (no pandas import)."""
+    if isinstance(picks, Mapping):
+        from converters.registry import PickColumns
+
+        return PickColumns(dict(picks))
+    return picks
+
+
+def write_picks_file(df, out: Path, fmt: str, stem: str,
                      image_size: tuple[int, int] | None = None) -> None:
-    """One label file per micrograph (an empty one when there are no picks); ``image_size``
-    ``(nx, ny)`` for formats that store coordinates relative to it."""
+    """One label file per micrograph (an empty one when there are no picks); ``df``: a picks
+    frame or a mapping of numpy columns (:func:`as_picks`); ``image_size`` ``(nx, ny)`` for
+    formats that store coordinates relative to it."""
     from trainers.labels import write_labels
 
     opts = {"image_size": {stem: image_size}} if image_size is not None else {}
-    write_labels(df, out, fmt, micrographs=[stem], **opts)
+    write_labels(as_picks(df), out, fmt, micrographs=[stem], **opts)
 
 
-def _draw(path: Path, df: pd.DataFrame, dest: Path, trained: dict | None = None) -> None:
+def _draw(path: Path, df, dest: Path, trained: dict | None = None) -> None:
+    from converters.formats._common import column
     from trainers.data import read_image
     from trainers.plots import plot_picks
 
-    if "radius" in df:
-        r = df["radius"]
-    elif "diameter" in df:
-        r = df["diameter"] / 2
+    df = as_picks(df)
+    if "radius" in df.columns:
+        r = column(df, "radius")
+    elif "diameter" in df.columns:
+        r = column(df, "diameter") / 2
     else:
-        r = pd.Series([4.0] * len(df))
-    plot_picks(read_image(path), df[["x", "y"]].to_numpy(), dest,
-               float(r.median()) if len(df) else 4.0, warning=scale_warning(path, trained))
+        r = np.full(len(df), 4.0)
+    xy = np.stack([column(df, "x"), column(df, "y")], axis=1)
+    # the median of the present radii, as pandas' Series.median (NaN skipped)
+    radius = float(np.nanmedian(r)) if len(df) and not np.isnan(r).all() else float("nan")
+    plot_picks(read_image(path), xy, dest, radius if len(df) else 4.0,
+               warning=scale_warning(path, trained))
 
 
 def trained_geometry(checkpoint: str | Path) -> dict | None:
@@ -132,7 +154,7 @@ def micrograph_files(data=None, dataset=None, split=None) -> list[Path]:
 
 
 def pick_folder(
-    pick_one: Callable[[Path], pd.DataFrame],
+    pick_one: Callable[[Path], pd.DataFrame | Mapping[str, np.ndarray]],
     data: str | Path | None,
     output: str | Path,
     output_type: str,
@@ -164,7 +186,7 @@ def pick_folder(
     out.mkdir(parents=True, exist_ok=True)
     total, t0 = 0, time.time()
     for f in progress(files, desc="pick", unit="micrographs", enabled=not quiet):
-        df = pick_one(f)
+        df = as_picks(pick_one(f))
         total += len(df)
         write_picks_file(df, out, fmt, f.stem, image_size(f) if sized else None)
         if visual:

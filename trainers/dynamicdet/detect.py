@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 log = logging.getLogger(__name__)
 LOG_NAME = "partinet_detect.log"
@@ -242,6 +241,8 @@ def detect(opts) -> dict:
 
 def pick_dynamicdet(opts) -> dict:
     """``cryoglean pick dynamicdet``: the core's pick loop (any registry format)."""
+    import pandas as pd
+
     from trainers.core.devices import pick_device
     from trainers.core.pick import pick_folder
 
