@@ -165,9 +165,6 @@ def test_detect_run_loads_no_training_or_plotting_modules(tmp_path):
     assert out.strip().endswith("OK")
 
 
-@pytest.mark.xfail(strict=True, reason="trainers/dynamicdet/report.py imports pandas at its top "
-                   "(detect needs only draw_boxes from it): move that import into "
-                   "write_run_files, then drop this mark")
 def test_detect_run_loads_no_pandas(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("cv2")
@@ -185,9 +182,6 @@ def test_detect_run_loads_no_pandas(tmp_path):
     assert out.strip().endswith("OK")
 
 
-@pytest.mark.xfail(strict=True, reason="trainers/tomopicker/pick.py builds a pandas frame per "
-                   "tomogram (pick_one): PickColumns of the same columns writes the same bytes "
-                   "without pandas; then drop this mark")
 def test_tomogram_pick_run_loads_no_pandas(tmp_path):
     pytest.importorskip("torch")
     import mrcfile

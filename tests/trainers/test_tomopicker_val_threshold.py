@@ -61,7 +61,7 @@ def test_val_metrics_threshold_is_the_best_f1_of_picks_own_picks(run, capsys):
     val = json.loads((d / "val_metrics.json").read_text())["summary"]
     img_txt, _, truth, path = run["val"]
     # the weights the last validation scored: the task saves them then (cet_pick's
-    # model_last.pth); weights/last.ckpt is Lightning's, written only with a new best
+    # model_last.pth)
     ckpt = d / "model_last.pth"
     net, h = load_model(ckpt)
 
@@ -70,8 +70,9 @@ def test_val_metrics_threshold_is_the_best_f1_of_picks_own_picks(run, capsys):
                            K=int(h["K"]), nms=int(h["nms"]), cutoff_z=int(h["cutoff_z"]))
         out = run["root"] / f"picks-{thresh}"
         out.mkdir()
-        df, _ = pick_one(net, h, "val", path, opts, out)
-        return df[["x", "y", "z"]].to_numpy(np.float64), df["score"].to_numpy(np.float64)
+        cols, _ = pick_one(net, h, "val", path, opts, out)
+        return (np.stack([cols[k] for k in "xyz"], axis=1).astype(np.float64),
+                np.asarray(cols["score"], np.float64))
 
     xyz, score = picks_at(0.0)  # validation decodes with no score threshold
     assert len(score) > 0 and far_apart({"val": truth}, BBOX / 2)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas only where the run files are written: detect does not load it
+    import pandas as pd
 
 HYP_KEYS = ("lr", "weight_decay", "mosaic", "scale", "iou_thres", "img_size", "train_size",
             "batch", "epochs", "repeat")
@@ -30,6 +33,8 @@ def write_run_files(run_dir: Path, task, options: dict, views, val) -> None:
                                  "names": ["particle"]})
     metrics = run_dir / "metrics.csv"
     if metrics.is_file():
+        import pandas as pd
+
         df = pd.read_csv(metrics)
         if "epoch" in df:
             rows = df.groupby("epoch").last().reset_index()

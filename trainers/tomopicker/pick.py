@@ -120,9 +120,10 @@ def _heatmap_file(heat: np.ndarray, order: str) -> np.ndarray:
 
 def pick_one(net, h: dict, name: str, path: Path, opts: PickOptions, out: Path,
              device: str = "cpu"):
-    """Pick one tomogram and write its files; returns the picks (DataFrame, DESIGN frame)."""
+    """Pick one tomogram and write its files; returns the picks as numpy columns (``x``, ``y``,
+    ``z``, ``score``, ``diameter``; DESIGN frame, one ``micrograph`` name) and the file's shape.
+    No pandas: every array task pays its import (issue 16)."""
     import mrcfile
-    import pandas as pd
 
     from trainers.core.datamodule import pad_to_multiple
     from trainers.tomopicker.decode import decode
@@ -147,9 +148,8 @@ def pick_one(net, h: dict, name: str, path: Path, opts: PickOptions, out: Path,
     with mrcfile.new(out / f"{name}_hm.mrc", overwrite=True) as mrc:
         mrc.set_data(_heatmap_file(heat, order))
     fxyz = loaded_to_file(np.floor(xyz), order)
-    return pd.DataFrame({"micrograph": name, "x": fxyz[:, 0], "y": fxyz[:, 1],
-                         "z": fxyz[:, 2], "score": p["score"],
-                         "diameter": float(h.get("bbox", 16))}), fshape
+    return {"micrograph": name, "x": fxyz[:, 0], "y": fxyz[:, 1], "z": fxyz[:, 2],
+            "score": p["score"], "diameter": np.full(len(fxyz), float(h.get("bbox", 16)))}, fshape
 
 
 def _voxel_size(path: Path) -> float:
@@ -164,7 +164,7 @@ def pick_tomo(opts: PickOptions) -> dict:
     """Pick every tomogram of the list (or one ``--shard`` of it); returns counts and timing."""
     from harvest.progress import Progress
     from trainers.core.devices import pick_device
-    from trainers.core.pick import parse_shard
+    from trainers.core.pick import as_picks, parse_shard
     from trainers.labels import format_name, registry, write_labels
 
     if opts.visual:
@@ -183,13 +183,13 @@ def pick_tomo(opts: PickOptions) -> dict:
     total, t0 = 0, time.time()
     with Progress(len(items), "pick", unit="tomogram", enabled=not opts.quiet) as bar:
         for name, path in items:
-            df, _ = pick_one(net, h, name, path, opts, out, device)
-            total += len(df)
+            picks, _ = pick_one(net, h, name, path, opts, out, device)
+            total += len(picks["x"])
             if fmt:
                 extra = {}
                 if "voxel_spacing" in registry().get(fmt).write_needs:
                     extra["voxel_spacing"] = {name: _voxel_size(path)}
-                write_labels(df, out / fmt, fmt, micrographs=[name], **extra)
+                write_labels(as_picks(picks), out / fmt, fmt, micrographs=[name], **extra)
             bar.update(1)
     dt = time.time() - t0
     return {"micrographs": len(items), "picks": total, "seconds": dt, "output": str(out),
