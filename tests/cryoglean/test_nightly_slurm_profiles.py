@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shlex
 
+from slurm_recorder import recorded_pipeline, run_recorded
+
 from cryoglean.cli import main
 
 
@@ -55,42 +57,6 @@ def test_pick_tasks_ask_for_one_gpu(tmp_path):
 # The pick threshold and the evaluation diameter come from the trained run and the export.
 # --------------------------------------------------------------------------------------------
 
-RECORDER = """#!/usr/bin/env bash
-# `slurm value` goes to the real command; every other call is recorded
-if [ "$1" = slurm ]; then exec {python} -m cryoglean.cli "$@"; fi
-printf '%s\\n' "$*" >> {record}
-"""
-
-
-def _centernet_pipeline(tmp_path, *sets):
-    import sys
-
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    record = tmp_path / "calls.txt"
-    stub = bindir / "cryoglean"
-    stub.write_text(RECORDER.format(python=sys.executable, record=record))
-    stub.chmod(0o755)
-    profiles = tmp_path / "profiles.yaml"
-    profiles.write_text(f"profiles:\n  cpu:\n    cryoglean: {stub}\n")
-    work = tmp_path / "work dir $(touch PWNED) 'q'"
-    out = tmp_path / "slurm"
-    code = main(["slurm", "pipeline", "centernet", "--profiles", str(profiles), "--profile",
-                 "cpu", "-o", str(out), "--set", "db=/d/c.db", "--set", f"workdir={work}",
-                 "--set", "shards=1", *sets])
-    assert code == 0
-    return work, out, record
-
-
-def _run_script(script, record):
-    import subprocess
-
-    before = len(record.read_text().splitlines()) if record.exists() else 0
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True,
-                          cwd=script.parent)
-    calls = record.read_text().splitlines()[before:] if record.exists() else []
-    return done, calls
-
 
 def _write_run_and_export(work, threshold=0.4375, diameters=(30.0, 34.0, 50.0)):
     import json
@@ -108,7 +74,7 @@ def _write_run_and_export(work, threshold=0.4375, diameters=(30.0, 34.0, 50.0)):
 
 
 def test_pipeline_jobs_read_threshold_and_diameter_when_they_run(tmp_path):
-    work, out, record = _centernet_pipeline(tmp_path)
+    work, out, record = recorded_pipeline(tmp_path, "centernet")
     pick, evaluate = (out / "04-pick.sh").read_text(), (out / "05-evaluate.sh").read_text()
     # the scripts ask the run and the export; no fixed number decides
     assert f"slurm value threshold {shlex.quote(str(work / 'runs' / 'centernet'))}" in pick
@@ -116,12 +82,12 @@ def test_pipeline_jobs_read_threshold_and_diameter_when_they_run(tmp_path):
     assert f"slurm value diameter {shlex.quote(str(work / 'export-thi'))}" in evaluate
     assert '--diameter "$DIAMETER"' in evaluate
     _write_run_and_export(work)
-    done, calls = _run_script(out / "04-pick.sh", record)
+    done, calls = run_recorded(out / "04-pick.sh", record)
     assert done.returncode == 0, done.stderr
     (call,) = calls
     assert " --vis_thresh 0.4375 " in call
     assert f"threshold 0.4375 from {work}/runs/centernet/val_metrics.json" in done.stderr
-    done, calls = _run_script(out / "05-evaluate.sh", record)
+    done, calls = run_recorded(out / "05-evaluate.sh", record)
     assert done.returncode == 0, done.stderr
     (call,) = calls
     assert " --diameter 34.0 " in call  # the manifest's median, as `evaluate --truth EXPORT`
@@ -130,19 +96,19 @@ def test_pipeline_jobs_read_threshold_and_diameter_when_they_run(tmp_path):
 
 
 def test_a_run_without_validation_picks_at_the_default_and_says_so(tmp_path):
-    work, out, record = _centernet_pipeline(tmp_path)
-    done, calls = _run_script(out / "04-pick.sh", record)
+    work, out, record = recorded_pipeline(tmp_path, "centernet")
+    done, calls = run_recorded(out / "04-pick.sh", record)
     assert done.returncode == 0, done.stderr
     assert " --vis_thresh 0.3 " in calls[0]
     assert "val_metrics.json not found" in done.stderr
     # the evaluation diameter has no default: without a manifest the job fails, in one line
-    done, calls = _run_script(out / "05-evaluate.sh", record)
+    done, calls = run_recorded(out / "05-evaluate.sh", record)
     assert done.returncode != 0 and not calls
     assert "no manifest" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_given_threshold_and_diameter_are_used_as_given(tmp_path):
-    work, out, record = _centernet_pipeline(tmp_path, "--set", "threshold=0.25", "--set",
+    work, out, record = recorded_pipeline(tmp_path, "centernet", "--set", "threshold=0.25", "--set",
                                             "diameter=44")
     pick, evaluate = (out / "04-pick.sh").read_text(), (out / "05-evaluate.sh").read_text()
     assert "slurm value" not in pick + evaluate

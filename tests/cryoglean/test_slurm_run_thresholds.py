@@ -8,17 +8,9 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
 
 import pytest
-
-from cryoglean.cli import main
-
-RECORDER = """#!/usr/bin/env bash
-if [ "$1" = slurm ]; then exec {python} -m cryoglean.cli "$@"; fi
-printf '%s\\n' "$*" >> {record}
-"""
+from slurm_recorder import recorded_pipeline, run_recorded
 
 # pipeline: (step script, the run folder under workdir, the option the threshold sets, the
 # pipeline value that is the default, the template's default)
@@ -26,31 +18,6 @@ CASES = {
     "dynamicdet": ("05-detect.sh", "train/exp2", "--conf-thres", "conf_thres", "0.1"),
     "tomo": ("05-pick.sh", "runs/tomo", "--out_thresh", "out_thresh", "0.2"),
 }
-
-
-def _pipeline(tmp_path, name, *sets):
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    record = tmp_path / "calls.txt"
-    stub = bindir / "cryoglean"
-    stub.write_text(RECORDER.format(python=sys.executable, record=record))
-    stub.chmod(0o755)
-    profiles = tmp_path / "profiles.yaml"
-    profiles.write_text(f"profiles:\n  cpu:\n    cryoglean: {stub}\n")
-    work = tmp_path / "work dir $(touch PWNED) 'q'"
-    out = tmp_path / "slurm"
-    assert main(["slurm", "pipeline", name, "--profiles", str(profiles), "--profile", "cpu",
-                 "-o", str(out), "--set", "db=/d/c.db", "--set", f"workdir={work}",
-                 "--set", "shards=1", *sets]) == 0
-    return work, out, record
-
-
-def _run(script, record):
-    before = len(record.read_text().splitlines()) if record.exists() else 0
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True,
-                          cwd=script.parent)
-    calls = record.read_text().splitlines()[before:] if record.exists() else []
-    return done, calls
 
 
 def _option(call: str, name: str) -> str:
@@ -61,14 +28,14 @@ def _option(call: str, name: str) -> str:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_the_job_reads_the_runs_threshold_when_it_runs(tmp_path, name):
     step, run_rel, option, _, default = CASES[name]
-    work, out, record = _pipeline(tmp_path, name)
+    work, out, record = recorded_pipeline(tmp_path, name)
     run = work / run_rel
     text = (out / step).read_text()
     assert (f"slurm value threshold {shlex.quote(str(run))} --default {default})"
             in text), text
     assert f'{option} "$THRESHOLD"' in text
     # no validation result yet: the template's value, and the log says why
-    done, calls = _run(out / step, record)
+    done, calls = run_recorded(out / step, record)
     assert done.returncode == 0, done.stderr
     (call,) = calls
     assert _option(call, option) == default
@@ -77,7 +44,7 @@ def test_the_job_reads_the_runs_threshold_when_it_runs(tmp_path, name):
     run.mkdir(parents=True)
     (run / "val_metrics.json").write_text(json.dumps(
         {"summary": {"best_threshold": 0.4375, "best_f1": 0.81}}))
-    done, calls = _run(out / step, record)
+    done, calls = run_recorded(out / step, record)
     assert done.returncode == 0, done.stderr
     (call,) = calls
     assert _option(call, option) == "0.4375"
@@ -88,29 +55,29 @@ def test_the_job_reads_the_runs_threshold_when_it_runs(tmp_path, name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_the_pipeline_value_is_the_default_and_threshold_fixes_it(tmp_path, name):
     step, run_rel, option, key, _ = CASES[name]
-    work, out, record = _pipeline(tmp_path, name, "--set", f"{key}=0.05")
+    work, out, record = recorded_pipeline(tmp_path, name, "--set", f"{key}=0.05")
     assert "--default 0.05)" in (out / step).read_text()
-    done, calls = _run(out / step, record)
+    done, calls = run_recorded(out / step, record)
     assert done.returncode == 0 and _option(calls[0], option) == "0.05", done.stderr
     fixed = tmp_path / "fixed"
     fixed.mkdir()
-    work, out, record = _pipeline(fixed, name, "--set", "threshold=0.25")
+    work, out, record = recorded_pipeline(fixed, name, "--set", "threshold=0.25")
     (work / run_rel).mkdir(parents=True)
     (work / run_rel / "val_metrics.json").write_text(json.dumps(
         {"summary": {"best_threshold": 0.4375}}))
     text = (out / step).read_text()
     assert "slurm value" not in text and "THRESHOLD" not in text
-    done, calls = _run(out / step, record)
+    done, calls = run_recorded(out / step, record)
     assert done.returncode == 0 and _option(calls[0], option) == "0.25", done.stderr
 
 
 def test_dynamicdet_star_keeps_what_detect_kept_unless_told(tmp_path):
     """detect applies the threshold; the star step's own filter (PartiNet's conf > X) would
     undo a run threshold below it, so it filters only when --set conf=X asks."""
-    work, out, record = _pipeline(tmp_path, "dynamicdet")
+    work, out, record = recorded_pipeline(tmp_path, "dynamicdet")
     (star,) = [ln for ln in (out / "06-star.sh").read_text().splitlines() if " star " in ln]
     assert star.endswith(" --conf 0")
     again = tmp_path / "again"
     again.mkdir()
-    work, out, record = _pipeline(again, "dynamicdet", "--set", "conf=0.3")
+    work, out, record = recorded_pipeline(again, "dynamicdet", "--set", "conf=0.3")
     assert (out / "06-star.sh").read_text().rstrip().endswith(" --conf 0.3")
