@@ -25,29 +25,35 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def write_partinet_set(root: Path, n_train=4, n_val=2, count=5, seed=0) -> tuple[Path, dict]:
+def write_partinet_set(root: Path, n_train=4, n_val=2, count=5, seed=0, shape=(N, N),
+                       min_sep=1.5) -> tuple[Path, dict]:
     """PartiNet's split layout: images/{train,val}/*.png, labels/{train,val}/*.txt, lists and
-    cryo_training.yaml. Returns (yaml, truth {stem: (n, 2) px})."""
+    cryo_training.yaml; ``shape`` (ny, nx) px, bright discs of diameter D more than
+    ``min_sep``·D apart (up to ``count`` per image: fewer where they do not fit). Returns (yaml,
+    truth {stem: (n, 2) px})."""
     rng = np.random.default_rng(seed)
     truth = {}
+    ny, nx = shape
+    yy, xx = np.mgrid[:ny, :nx]
     for split, n in (("train", n_train), ("val", n_val)):
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
         paths = []
         for i in range(n):
-            img = rng.normal(128, 20, (N, N))
-            yy, xx = np.mgrid[:N, :N]
+            img = rng.normal(128, 20, (ny, nx))
             pts = []
-            while len(pts) < count:
-                p = rng.uniform(D, N - D, 2)
-                if all(np.hypot(*(p - q)) > 1.5 * D for q in pts):
+            for _ in range(10000):
+                if len(pts) == count:
+                    break
+                p = rng.uniform(D, [nx - D, ny - D])  # (x, y)
+                if all(np.hypot(*(p - q)) > min_sep * D for q in pts):
                     pts.append(p)
             for x, y in pts:
                 img[(xx - x) ** 2 + (yy - y) ** 2 <= (D / 2) ** 2] += 60
             f = root / "images" / split / f"{split}_{i}.png"
             cv2.imwrite(str(f), img.clip(0, 255).astype(np.uint8))
             (root / "labels" / split / f"{split}_{i}.txt").write_text("".join(
-                f"0 {x / N:.6f} {y / N:.6f} {D / N:.6f} {D / N:.6f}\n" for x, y in pts))
+                f"0 {x / nx:.6f} {y / ny:.6f} {D / nx:.6f} {D / ny:.6f}\n" for x, y in pts))
             paths.append(str(f))
             truth[f.stem] = np.array(pts)
         (root / f"{split}.txt").write_text("\n".join(paths) + "\n")

@@ -19,6 +19,7 @@ pytest.importorskip("pytorch_lightning")
 cv2 = pytest.importorskip("cv2")
 
 from best_f1_rule import best_threshold, far_apart  # noqa: E402
+from test_dynamicdet_train import write_partinet_set  # noqa: E402
 
 NX, NY, D = 128, 100, 20  # not square: the network input is padded (rows to 128)
 
@@ -31,41 +32,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _dataset(root: Path, seed=1) -> tuple[Path, dict]:
-    """PartiNet's layout (images/labels per split, lists, cryo_training.yaml) of bright discs
-    of diameter D at least 2·D apart; returns (yaml, {val stem: (n, 2) centres in px})."""
-    rng = np.random.default_rng(seed)
-    truth = {}
-    yy, xx = np.mgrid[:NY, :NX]
-    for split, n in (("train", 2), ("val", 2)):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        paths = []
-        for i in range(n):
-            img = rng.normal(128, 20, (NY, NX))
-            pts = []
-            for _ in range(500):
-                p = rng.uniform(D, [NX - D, NY - D])
-                if all(np.hypot(*(p - q)) > 2 * D for q in pts):
-                    pts.append(p)
-                if len(pts) == 5:
-                    break
-            for x, y in pts:
-                img[(xx - x) ** 2 + (yy - y) ** 2 <= (D / 2) ** 2] += 60
-            f = root / "images" / split / f"{split}_{i}.png"
-            cv2.imwrite(str(f), img.clip(0, 255).astype(np.uint8))
-            (root / "labels" / split / f"{split}_{i}.txt").write_text("".join(
-                f"0 {x / NX:.6f} {y / NY:.6f} {D / NX:.6f} {D / NY:.6f}\n" for x, y in pts))
-            paths.append(str(f))
-            if split == "val":
-                truth[f.stem] = np.array(pts)
-        (root / f"{split}.txt").write_text("\n".join(paths) + "\n")
-    y = root / "cryo_training.yaml"
-    y.write_text(f"train: {root / 'train.txt'}\nval: {root / 'val.txt'}\nnc: 1\n"
-                 "names: ['particle']\n")
-    return y, truth
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from trainers.dynamicdet.options import Step1Options, Step2Options
@@ -73,7 +39,11 @@ def runs(tmp_path_factory):
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("dd")
-    y, truth = _dataset(root / "ds")
+    # discs at least 2·D apart (the best-F1 rule's premise), on a non-square micrograph (the
+    # network input is padded)
+    y, truth = write_partinet_set(root / "ds", n_train=2, n_val=2, seed=1, shape=(NY, NX),
+                                  min_sep=2)
+    truth = {stem: t for stem, t in truth.items() if stem.startswith("val_")}
     common = dict(data=str(y), project=str(root / "runs"), epochs=1, batch=2, img_size=128,
                   workers=0, device="cpu", quiet=True)
     s1 = train_step1(Step1Options(cfg="tiny", **common))
