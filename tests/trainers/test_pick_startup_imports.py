@@ -76,7 +76,8 @@ def test_cli_and_every_pick_command_load_without_heavy_modules():
 
 
 def test_tomogram_pick_run_imports_no_lightning(tmp_path):
-    """A whole ``cryoglean pick tomo`` run (random weights, one small tomogram)."""
+    """A whole ``cryoglean pick tomo`` run (random weights, one small tomogram, picks also
+    written in a registry format): nothing of NOT_FOR_INFERENCE, pandas included."""
     pytest.importorskip("torch")
     import mrcfile
 
@@ -96,9 +97,8 @@ def test_tomogram_pick_run_imports_no_lightning(tmp_path):
         torch.save({{"state_dict": sd, "hyper_parameters": hp}}, {str(tmp_path / "m.ckpt")!r})
         assert main(["pick", "tomo", "--data", {str(tomos)!r}, "--load_model",
                      {str(tmp_path / "m.ckpt")!r}, "--output", {str(tmp_path / "p")!r},
-                     "--out_thresh", "0", "--quiet"]) == 0
-    """) + CHECK + _not_loaded([n for n in NOT_FOR_INFERENCE if n not in ("pandas", "pyarrow")]),
-               tmp_path)
+                     "--out_thresh", "0", "--quiet", "--output_type", "cetpick"]) == 0
+    """) + CHECK + _not_loaded(NOT_FOR_INFERENCE), tmp_path)
     assert out.strip().endswith("OK")
     assert (tmp_path / "p" / "t1.txt").is_file()
 
@@ -147,7 +147,8 @@ def test_centernet_pick_run_loads_only_what_inference_needs(tmp_path):
 
 
 def test_detect_run_loads_no_training_or_plotting_modules(tmp_path):
-    """``cryoglean detect`` (PartiNet's flags; OpenCV is its image reader and writer)."""
+    """``cryoglean detect`` (PartiNet's flags; OpenCV is its image reader and writer): nothing
+    else of NOT_FOR_INFERENCE, pandas included."""
     pytest.importorskip("torch")
     pytest.importorskip("cv2")
     from test_dynamicdet_detect import write_checkpoint, write_sources
@@ -160,47 +161,5 @@ def test_detect_run_loads_no_training_or_plotting_modules(tmp_path):
         assert main(["detect", "--weight", {str(tmp_path / "w.pt")!r}, "--source",
                      {str(tmp_path / "src")!r}, "--project", {str(tmp_path / "p")!r},
                      "--device", "cpu", "--quiet"]) == 0
-    """) + _not_loaded([n for n in NOT_FOR_INFERENCE if n not in ("cv2", "pandas", "pyarrow")]),
-               tmp_path)
-    assert out.strip().endswith("OK")
-
-
-def test_detect_run_loads_no_pandas(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("cv2")
-    from test_dynamicdet_detect import write_checkpoint, write_sources
-
-    write_checkpoint(tmp_path / "w.pt")
-    write_sources(tmp_path / "src")
-    out = _run(textwrap.dedent(f"""
-        import sys
-        from cryoglean.cli import main
-        assert main(["detect", "--weight", {str(tmp_path / "w.pt")!r}, "--source",
-                     {str(tmp_path / "src")!r}, "--project", {str(tmp_path / "p")!r},
-                     "--device", "cpu", "--quiet", "--nosave"]) == 0
-    """) + _not_loaded(["pandas", "pyarrow"]), tmp_path)
-    assert out.strip().endswith("OK")
-
-
-def test_tomogram_pick_run_loads_no_pandas(tmp_path):
-    pytest.importorskip("torch")
-    import mrcfile
-
-    tomos = tmp_path / "tomos"
-    tomos.mkdir()
-    with mrcfile.new(tomos / "t1.mrc") as m:
-        m.set_data(np.random.default_rng(0).normal(size=(24, 64, 64)).astype(np.float32))
-    out = _run(textwrap.dedent(f"""
-        import sys
-        import torch
-        from cryoglean.cli import main
-        from trainers.tomopicker.network import TomoNet
-        net = TomoNet("unet_4", 8, 3)
-        sd = {{"net." + k: v for k, v in net.state_dict().items()}}
-        hp = {{"arch": "unet_4", "head_conv": 8, "last_k": 3, "order": "zxy", "bbox": 8}}
-        torch.save({{"state_dict": sd, "hyper_parameters": hp}}, {str(tmp_path / "m.ckpt")!r})
-        assert main(["pick", "tomo", "--data", {str(tomos)!r}, "--load_model",
-                     {str(tmp_path / "m.ckpt")!r}, "--output", {str(tmp_path / "p")!r},
-                     "--out_thresh", "0", "--quiet", "--output_type", "cetpick"]) == 0
-    """) + _not_loaded(["pandas", "pyarrow"]), tmp_path)
+    """) + _not_loaded([n for n in NOT_FOR_INFERENCE if n != "cv2"]), tmp_path)
     assert out.strip().endswith("OK")
