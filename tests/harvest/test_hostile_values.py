@@ -91,50 +91,39 @@ def _star_token(rel: str, column: int, token: str, rows: int = 2):
     return inject
 
 
+def _star_values(path: Path, block: str, values: dict[str, str], rows: int) -> None:
+    """Set ``values`` (by label) in the first ``rows`` data rows of ``block``'s loop."""
+    lines = path.read_text().splitlines()
+    current, labels, done = None, [], 0
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if s.startswith("data_"):
+            current, labels = s, []
+        elif s.startswith("_rln"):
+            labels.append(s.split()[0][1:])
+        elif (current == block and all(k in labels for k in values) and s
+              and not s.startswith(("#", "loop_")) and done < rows):
+            fields = s.split()
+            for label, token in values.items():
+                fields[labels.index(label)] = token
+            lines[i] = " ".join(fields)
+            done += 1
+    assert done == rows, f"{path}: no {block} rows to spoil"
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _particles_token(token: str, rel: str = None):
     """``token`` as rlnCoordinateX of the first 2 rows of the particles loop (not the optics)."""
     def inject(root: Path) -> None:
-        path = root / (rel or RELION_PARTICLES)
-        lines = path.read_text().splitlines()
-        block = None
-        labels: list[str] = []
-        done = 0
-        for i, line in enumerate(lines):
-            s = line.strip()
-            if s.startswith("data_"):
-                block, labels = s, []
-            elif s.startswith("_rln"):
-                labels.append(s.split()[0][1:])
-            elif (block == "data_particles" and "rlnCoordinateX" in labels and s
-                  and not s.startswith(("#", "loop_")) and done < 2):
-                fields = s.split()
-                fields[labels.index("rlnCoordinateX")] = token
-                lines[i] = " ".join(fields)
-                done += 1
-        assert done == 2, f"{path}: no particle rows to spoil"
-        path.write_text("\n".join(lines) + "\n")
+        _star_values(root / (rel or RELION_PARTICLES), "data_particles",
+                     {"rlnCoordinateX": token}, 2)
     return inject
 
 
 def _optics(values: dict[str, str]):
     """Values of the optics row of the RELION particles STAR, by label."""
     def inject(root: Path) -> None:
-        path = root / RELION_PARTICLES
-        lines = path.read_text().splitlines()
-        block, labels = None, []
-        for i, line in enumerate(lines):
-            s = line.strip()
-            if s.startswith("data_"):
-                block, labels = s, []
-            elif s.startswith("_rln"):
-                labels.append(s.split()[0][1:])
-            elif block == "data_optics" and labels and s and not s.startswith(("#", "loop_")):
-                fields = s.split()
-                for label, token in values.items():
-                    fields[labels.index(label)] = token
-                lines[i] = " ".join(fields)
-                break
-        path.write_text("\n".join(lines) + "\n")
+        _star_values(root / RELION_PARTICLES, "data_optics", values, 1)
     return inject
 
 
