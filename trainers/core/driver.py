@@ -68,9 +68,10 @@ def fit(task, datamodule, settings: RunSettings, run_dir: Path) -> dict:
     weights.mkdir(parents=True, exist_ok=True)
     has_val = bool(task.val_samples)
     monitor, mode = ("val/best_f1", "max") if has_val else ("train/loss_epoch", "min")
+    # best.ckpt here; last.ckpt by _last_every_epoch (after each epoch and its validation)
     ckpt = ModelCheckpoint(
         dirpath=weights, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-        save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+        save_last=False, enable_version_counter=False, auto_insert_metric_name=False,
     )
     every_epoch = _last_every_epoch(weights / "last.ckpt")
     loggers = [CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version="")]
