@@ -1,13 +1,17 @@
-"""Image export: one 4096² micrograph to an 8-bit PNG (YOLO's default image), the way the
-previous release wrote it (the baseline: ``np.percentile`` and the formula on a float64 copy,
-OpenCV's default PNG settings) and as ``converters.images.write_image`` writes it now, side by
-side in one run; the decoded pixels are compared first (they must be equal).
+"""Image export: one 4096² micrograph to an 8-bit PNG (YOLO's default image), three ways side by
+side in one run, after checking that the decoded pixels are equal:
+
+- *baseline*, as the first release wrote it: ``np.percentile`` and the formula on a float64
+  copy, OpenCV's default PNG settings;
+- *previous*, issue 15's first step: ``to_uint8`` (exact percentiles without a sort), OpenCV
+  with zlib level 1 and the run-length strategy;
+- *now*, ``converters.images.write_image``: ``to_uint8`` and ``converters.pngwrite``.
 
     .venv/bin/python benchmarks/bench_image_export.py [--size 4096] [--repeat 5] [--view]
 
 The micrograph is simulated (harvest.synth: CTF-modulated particles, ice, carbon, noise), so
 PNG compression sees realistic content. ``--view`` adds EPicker's 1024-wide view (THI export).
-Medians of ``--repeat``; one process, one core for the arithmetic (OpenCV may thread PNG).
+Medians of ``--repeat``, wall and CPU time of this process (the target is per core).
 """
 
 from __future__ import annotations
@@ -60,6 +64,18 @@ def main(argv=None) -> int:
             u8 = images.equalize_hist(u8)
         cv2.imwrite(dest, u8)
 
+    def previous(dest, shape, normalize, equalize):
+        data, _ = images.read_micrograph(src)
+        if shape != data.shape:
+            data = images.fourier_crop(data, shape)
+        u8 = images.to_uint8(data, normalize)
+        if equalize:
+            u8 = images.equalize_hist(u8)
+            cv2.imwrite(dest, u8)
+        else:
+            cv2.imwrite(dest, u8, [cv2.IMWRITE_PNG_COMPRESSION, 1,
+                                   cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
+
     def current(dest, shape, normalize, equalize):
         images.write_image(images.ImageJob(src=src, dest=dest, mode="png", shape=shape,
                                            normalize=normalize, equalize=equalize))
@@ -69,27 +85,30 @@ def main(argv=None) -> int:
     if args.view:
         cases.append(("EPicker view: 1024 wide, min-max, equalised PNG",
                       images.output_shape(args.size, args.size, width=1024), "minmax", True))
-    print("| export | baseline s | now s | speed-up | micrographs/s now | PNG kB base / now |")
-    print("|---|---:|---:|---:|---:|---|")
+    ways = {"baseline": baseline, "previous": previous, "now": current}
+    print("| export | way | wall s | CPU s | micrographs/s per core (CPU) | now vs this way (CPU) "
+          "| PNG kB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for label, shape, norm, eq in cases:
-        a, b = os.path.join(tmp, "a.png"), os.path.join(tmp, "b.png")
-        baseline(a, shape, norm, eq)
-        current(b, shape, norm, eq)
-        same = np.array_equal(cv2.imread(a, cv2.IMREAD_UNCHANGED),
-                              cv2.imread(b, cv2.IMREAD_UNCHANGED))
-        if not same:
+        paths = {k: os.path.join(tmp, f"{k}.png") for k in ways}
+        for k, fn in ways.items():
+            fn(paths[k], shape, norm, eq)
+        decoded = {k: cv2.imread(p, cv2.IMREAD_UNCHANGED) for k, p in paths.items()}
+        if not all(np.array_equal(decoded["baseline"], d) for d in decoded.values()):
             raise SystemExit(f"{label}: decoded pixels differ")
-        tb, tn = [], []
-        for _ in range(args.repeat):  # alternate, so load changes hit both alike
-            t0 = time.perf_counter()
-            baseline(a, shape, norm, eq)
-            tb.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            current(b, shape, norm, eq)
-            tn.append(time.perf_counter() - t0)
-        mb, mn = statistics.median(tb), statistics.median(tn)
-        print(f"| {label} | {mb:.3f} | {mn:.3f} | {mb / mn:.2f}x | {1 / mn:.2f} | "
-              f"{os.path.getsize(a) // 1000} / {os.path.getsize(b) // 1000} |")
+        wall = {k: [] for k in ways}
+        cpu = {k: [] for k in ways}
+        for _ in range(args.repeat):  # alternate, so load changes hit all alike
+            for k, fn in ways.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(paths[k], shape, norm, eq)
+                wall[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
+        now = statistics.median(cpu["now"])
+        for k in ways:
+            w, c = statistics.median(wall[k]), statistics.median(cpu[k])
+            print(f"| {label} | {k} | {w:.3f} | {c:.3f} | {1 / c:.2f} | {c / now:.2f}x | "
+                  f"{os.path.getsize(paths[k]) // 1000} |")
     print(f"\ndecoded pixels identical: yes; load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -56,6 +56,7 @@ import mrcfile
 import numpy as np
 import scipy.fft
 
+from converters import pngwrite
 from converters.shard import parse_shard, shard_items  # noqa: F401 (parse_shard re-exported)
 from harvest import imageio
 from harvest.conventions import first_stem_clash, micrograph_stem
@@ -317,6 +318,9 @@ def write_image(
                 mrc.header.dmax = float(image.max())
                 mrc.header.dmean = float(image.mean(dtype=np.float64))
                 mrc.header.rms = float(image.std(dtype=np.float64))
+        elif img_format == "png":
+            with open(tmp, "wb") as fh:
+                fh.write(pngwrite.encode(image))
         else:
             params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if img_format == "jpg" else []
             ok, buf = cv2.imencode("." + img_format, image, params)

@@ -326,22 +326,16 @@ def write_image(job: ImageJob) -> str:
     img8 = to_uint8(data, job.normalize)
     if job.equalize:
         img8 = equalize_hist(img8)
+    if job.mode == "png":
+        from converters.pngwrite import write_png
+
+        write_png(dest, img8)
+        return "write"
     import cv2
 
-    png = job.mode == "png" and not job.equalize  # equalised views compress better by default
-    if not cv2.imwrite(str(dest), img8, _png_params() if png else []):
+    if not cv2.imwrite(str(dest), img8):
         raise ImageError(f"{dest}: could not write {job.mode} image")
     return "write"
-
-
-def _png_params() -> list[int]:
-    """zlib level 1 with the run-length strategy for PNGs of micrographs as they are (not
-    equalised): lossless as always, measured faster than OpenCV's default with files no larger
-    (benchmarks/bench_image_export.py). Histogram-equalised views (EPicker's) keep the default,
-    which was both smaller and faster for them."""
-    import cv2
-
-    return [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 
 
 def write_images(jobs: list[ImageJob], num_workers: int = 1, progress: bool = False) -> list[str]:
