@@ -57,16 +57,21 @@ _SHIFTS = {
     "jobs": {"id": "jobs", "project_id": "projects"},
     "job_edges": {"parent_id": "jobs", "child_id": "jobs"},
     "micrographs": {"id": "micrographs", "project_id": "projects"},
-    "particle_sets": {"id": "particle_sets", "project_id": "projects", "job_id": "jobs"},
-    "particles": {"set_id": "particle_sets", "micrograph_id": "micrographs"},
-    "set_counts": {"set_id": "particle_sets", "micrograph_id": "micrographs"},
+    "particle_sets": {"id": "particle_sets", "project_id": "projects", "job_id": "jobs",
+                      "first_row": "particle_rows"},
+    "set_counts": {"set_id": "particle_sets", "micrograph_id": "micrographs",
+                   "first_row": "particle_rows"},
+    # schema 3: a set's rows are id ranges (set_counts.first_row, count), shifted as one block
+    "particle_rows": {"id": "particle_rows"},
+    "particle_z": {"id": "particle_rows"},
     "files": {"id": "files", "project_id": "projects", "job_id": "jobs"},
 }
 _PATHS = {"projects": ("root",), "micrographs": ("abs_path",),
           "particle_sets": ("source_file",), "files": ("path",)}
 _BASE_OF = {"projects": "id", "jobs": "project_id", "job_edges": "parent_id",
             "micrographs": "project_id", "particle_sets": "project_id",
-            "particles": "set_id", "set_counts": "set_id", "files": "project_id"}
+            "set_counts": "set_id", "particle_rows": "id", "particle_z": "id",
+            "files": "project_id"}
 
 
 def roots(fac: Path, copies) -> list[str]:
@@ -86,7 +91,7 @@ def _retarget(fac: Path, root: str, j: int) -> str:
 def clone(db: Path, fac: Path, copies) -> None:
     """Copy the rows of the projects of copies 0..REAL-1 (the first real crawl) to ``copies``."""
     con = sqlite3.connect(db, isolation_level=None)
-    shifted = ("projects", "jobs", "micrographs", "particle_sets", "files")
+    shifted = ("projects", "jobs", "micrographs", "particle_sets", "files", "particle_rows")
     # the base rows are the first ones written (the first real crawl): ids up to these maxima
     base_projects = con.execute("SELECT id, root, software FROM projects WHERE id <= ?",
                                 (REAL * 2,)).fetchall()
@@ -96,6 +101,11 @@ def clone(db: Path, fac: Path, copies) -> None:
                                   (REAL * 2,)).fetchone()[0]
     copies = list(copies)
     con.execute("BEGIN")
+    # the id ranges of the base projects' particle rows, with their project
+    con.execute("CREATE TEMP TABLE ranges (lo INTEGER, hi INTEGER, project_id INTEGER)")
+    con.execute("INSERT INTO ranges SELECT c.first_row, c.first_row + c.count - 1, s.project_id "
+                "FROM set_counts c JOIN particle_sets s ON s.id = c.set_id "
+                "WHERE s.project_id <= ? AND c.count > 0", (REAL * 2,))
     con.execute("CREATE TEMP TABLE m (old_id INTEGER PRIMARY KEY, old_root TEXT, new_root TEXT, "
                 "new_title TEXT)")
     for k in range(0, len(copies), REAL):
@@ -128,7 +138,13 @@ def clone(db: Path, fac: Path, copies) -> None:
                 else:
                     exprs.append(f"t.{c}")
             key = _BASE_OF[table]
-            if table in ("particles", "set_counts"):
+            if table in ("particle_rows", "particle_z"):  # rows by range, ranges outer
+                join = (f"FROM ranges r JOIN m ON m.old_id = r.project_id CROSS JOIN {table} t "
+                        "ON t.id BETWEEN r.lo AND r.hi")
+                con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT "
+                            f"{', '.join(exprs)} {join}")
+                continue
+            if table == "set_counts":
                 join = ("JOIN particle_sets s ON s.id = t.set_id JOIN m ON m.old_id = "
                         "s.project_id")
                 where = f"t.set_id <= {base_max['particle_sets']}"
@@ -141,6 +157,7 @@ def clone(db: Path, fac: Path, copies) -> None:
             con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(exprs)} "
                         f"FROM {table} t {join} WHERE {where}")
     con.execute("DROP TABLE m")
+    con.execute("DROP TABLE ranges")
     con.execute("COMMIT")
     con.close()
 
@@ -166,7 +183,9 @@ def real_crawl(db: Path, fac: Path, copies, label: str) -> None:
 
     load = os.getloadavg()[0]
     w0 = time.perf_counter()
-    s = crawl(roots(fac, copies), db, progress=False, should_stop=tick)
+    # the facility root as crawl root (the RELION copies link to its shared micrographs/,
+    # which a crawl of the project roots alone does not follow), the copies as `only`
+    s = crawl([str(fac)], db, progress=False, should_stop=tick, only=roots(fac, copies))
     wall = time.perf_counter() - w0
     if s.problems or s.projects != 2 * len(copies):
         raise RuntimeError(f"{label}: {s.problems} problems, {s.projects} projects")
