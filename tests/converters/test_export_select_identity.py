@@ -498,6 +498,13 @@ def test_lean_read_equals_the_full_read(tmp_path):
     # leaves out positions off a micrograph of known size)
     mics.append(_mic("unsized.mrc", "unsized", nx=None, ny=None))
     far.loc[0, "micrograph"] = mics[-1].path
+    # (score, class) travel packed in one value: the edges of that packing read lean, beyond
+    # them (a stored score ≥ 2^46, a class > 65534) the set falls back to the full read
+    edge = flat.assign(class_id=np.where(rng.uniform(size=n) < 0.5, 65534, -1),
+                       score=rng.choice([-(2**46 - 64) / 1e4, (2**46 - 64) / 1e4, -1e-4, 0.0,
+                                         np.nan], n))
+    wide_score = flat.assign(score=np.where(np.arange(n) == 7, 1e11, flat["score"]))
+    wide_class = flat.assign(class_id=np.where(np.arange(n) == 9, 70000, flat["class_id"]))
     db = tmp_path / "c.db"
     with Catalog(db) as cat:
         scan = ProjectScan(root=str(tmp_path), software="cryosparc", version="4")
@@ -506,7 +513,10 @@ def test_lean_read_equals_the_full_read(tmp_path):
                             micrographs=mics, particle_sets=[
                                 ParticleSetRecord("flat", "refined", flat, "a.cs"),
                                 ParticleSetRecord("tomo", "picked", tomo, "b.cs", is_3d=True),
-                                ParticleSetRecord("far", "picked", far, "c.cs")])
+                                ParticleSetRecord("far", "picked", far, "c.cs"),
+                                ParticleSetRecord("edge", "picked", edge, "d.cs"),
+                                ParticleSetRecord("wide score", "picked", wide_score, "e.cs"),
+                                ParticleSetRecord("wide class", "picked", wide_class, "f.cs")])
             w.put_job(JobScan(key="J1", raw_type="x", kind="other", status="completed"), rec)
     with Catalog(db, readonly=True) as cat:
         ids = list(cat.particle_sets()["id"])
@@ -518,6 +528,8 @@ def test_lean_read_equals_the_full_read(tmp_path):
             np.testing.assert_array_equal(lean[col].to_numpy(), full[col].to_numpy(), col)
         assert np.isfinite(lean["z"]).sum() == n and lean["score"].isna().any()
         assert lean["x"].max() > 2.1e6
+        assert lean["score"].max() == 1e11 and lean["class_id"].max() == 70000
+        assert {65534, -1} <= set(lean["class_id"]) and lean["score"].min() < -7e9
         assert cat.particle_centres([]).empty
 
 

@@ -170,6 +170,44 @@ def test_streamed_partial_read_counts_fields(tmp_path, monkeypatch, chunk, bad):
         crawl(p)
 
 
+@pytest.mark.parametrize("bad,line", [("", 0), ("long", 46), ("short", 46), ("long word", 46),
+                                      ("long first", 21), ("short first", 21)])
+def test_streamed_partial_read_with_a_plain_first_row(tmp_path, monkeypatch, bad, line):
+    """A plain first row (no quote, no comment): the partial read is fed a copy of it with
+    one more field, instead of counting every row's fields. Long and short rows anywhere are
+    still errors naming their line; the values and dtypes are the full read's."""
+    import harvest.starread as starread
+
+    monkeypatch.setattr(starread, "_SMALL", 0)
+    monkeypatch.setattr(starread, "_CHUNK", 64)
+    rows = [f"{i}.5 {i} m{i}.mrc {i % 2}" for i in range(40)]
+    rows[7] = '7.5 7 "mic 7#b.mrc" 1  # quotes and comments after the first row'
+    rows[9] = "9 9 m9.mrc 1"  # an int in a float column
+    edit = {"long": (25, rows[25] + " 7"), "short": (25, "25.5 25 m25.mrc"),
+            "long word": (25, rows[25] + " extra"), "long first": (0, rows[0] + " 7"),
+            "short first": (0, "0.5 0 m0.mrc")}
+    if bad:
+        k, row = edit[bad]
+        rows[k] = row
+    p = write(tmp_path, particles("\n".join(rows) + "\n\n# version 30001\n"))
+    assert starread._dummy_row(open(p, "rb"), starread.scan_star(p)[1].body_start) is not None \
+        or bad == "long first"
+    if not bad:
+        cols = ["rlnCoordinateX", "rlnMicrographName", "rlnOpticsGroup"]
+        part = read_star(p, columns={"particles": cols})["particles"]
+        full = read_star(p)["particles"][cols]
+        pd.testing.assert_frame_equal(part, full)
+        assert len(part) == 40 and part["rlnMicrographName"].iloc[7] == "mic 7#b.mrc"
+        assert part["rlnCoordinateX"].dtype == np.float64 and part.index.equals(pd.RangeIndex(40))
+        assert list(crawl(p)["micrograph"].iloc[[0, 7]]) == ["m0.mrc", "mic 7#b.mrc"]
+        return
+    match = rf"p\.star:{line}: row has (5|3) fields"
+    with pytest.raises(StarFormatError, match=match):
+        read_star(p, columns={"particles": ["rlnCoordinateX"]})
+    with pytest.raises(StarFormatError, match=match):
+        crawl(p)
+
+
 @pytest.mark.parametrize("text,n,ok", [
     (b"1 2 3\n4 5 6\n", 3, True),
     (b"1 2 3\n\n  \n4 5 6", 3, True),
