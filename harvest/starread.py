@@ -376,14 +376,14 @@ class _CountingStream:
 
 def _small_column(tokens: list[str], as_text: bool):
     """Type one column like read_csv does: int64, else float64 (nan/NaN/<NA> missing), else
-    bool, else text."""
+    bool, else text; ``as_text``: object ``str``, nan/NaN/<NA> missing (NaN) as read_csv does."""
+    na = {"nan", "NaN", "<NA>"}
     if as_text:
-        return np.array(tokens, dtype=object)
+        return np.array([np.nan if t in na else t for t in tokens], dtype=object)
     try:
         return np.array(tokens, dtype=np.int64)
     except (ValueError, OverflowError):
         pass
-    na = {"nan", "NaN", "<NA>"}
     try:
         return np.array(["nan" if t in na else t for t in tokens], dtype=np.float64)
     except ValueError:
@@ -432,8 +432,43 @@ def _read_loop(
     block: StarBlock,
     columns: Iterable[str] | None,
     as_string: frozenset[str],
+    as_category: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """Convert the rows of one loop (streamed from the open file); sets ``block.end``."""
+    df = _read_loop_frame(path, fh, block, columns, as_string, as_category)
+    for c in as_category & set(df.columns):
+        df[c] = _first_seen_categorical(df[c])
+    return df
+
+
+def _first_seen_categorical(col: pd.Series) -> pd.Categorical:
+    """``col`` as a Categorical with object ``str`` categories in order of first appearance
+    (what ``pd.factorize(sort=False)`` gives), whether read_csv made it a Categorical (its
+    categories are sorted) or the small-body path an object column."""
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        codes, uniq = pd.factorize(col.to_numpy(dtype=object), sort=False)
+        return pd.Categorical.from_codes(codes, pd.Index(np.asarray(uniq, dtype=object),
+                                                         dtype=object))
+    cat = col.array
+    codes = np.asarray(cat.codes, dtype=np.int64)
+    valid = codes >= 0
+    seen, first = np.unique(codes[valid], return_index=True)
+    order = seen[np.argsort(first, kind="stable")]  # category codes by first appearance
+    remap = np.full(len(cat.categories), -1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    new = np.where(valid, remap[np.where(valid, codes, 0)], -1)
+    names = np.asarray(cat.categories, dtype=object)[order]
+    return pd.Categorical.from_codes(new, pd.Index([str(v) for v in names], dtype=object))
+
+
+def _read_loop_frame(
+    path: str,
+    fh,
+    block: StarBlock,
+    columns: Iterable[str] | None,
+    as_string: frozenset[str],
+    as_category: frozenset[str],
+) -> pd.DataFrame:
     labels = block.labels
     if len(set(labels)) != len(labels):
         raise StarFormatError(
@@ -493,7 +528,8 @@ def _read_loop(
             comment="#",
             keep_default_na=False,
             na_values=na_values,
-            dtype={c: object for c in as_string if c in labels},
+            dtype={c: "category" if c in as_category else object
+                   for c in as_string if c in labels},
             skip_blank_lines=True,
         )
     except pd.errors.EmptyDataError:
@@ -552,6 +588,7 @@ def read_star(
     blocks: Iterable[str] | None = None,
     columns: ColumnSpec | None = None,
     parse_as_string: Iterable[str] = (),
+    parse_as_category: Iterable[str] = (),
 ) -> dict[str, pd.DataFrame | dict]:
     """Read a STAR file into ``{block name: DataFrame (loop) | dict (simple block)}``.
 
@@ -561,13 +598,18 @@ def read_star(
     ``(block name, labels) -> labels | None`` (None: all); labels not in the block are ignored.
     ``parse_as_string``: labels kept as text (e.g. micrograph names that look like numbers),
     returned as object columns of Python ``str`` (what callers index with; no Arrow round trip).
+    ``parse_as_category``: labels returned as a :class:`pandas.Categorical` of ``str`` (object
+    categories in order of first appearance, missing values as code -1, like
+    ``pd.factorize(sort=False)``): the tokenizer builds it without a Python string per row
+    (micrograph names of 10⁶ particles).
 
     Values are as written: coordinates stay in whatever frame and unit the file uses.
     One sequential pass over the file; memory holds one chunk plus the converted columns.
     """
     path = os.fspath(path)
     wanted = None if blocks is None else list(blocks)
-    as_string = frozenset(parse_as_string)
+    as_category = frozenset(parse_as_category)
+    as_string = frozenset(parse_as_string) | as_category
     out: dict[str, pd.DataFrame | dict] = {}
 
     def pick_columns(block: StarBlock):
@@ -581,7 +623,8 @@ def read_star(
         if wanted is not None and block.name not in wanted:
             block.end = _BodyStream(fh, block.body_start).drain()
             return
-        out[block.name] = _read_loop(path, fh, block, pick_columns(block), as_string)
+        out[block.name] = _read_loop(path, fh, block, pick_columns(block), as_string,
+                                     as_category)
 
     with fsguard.open_file(path) as fh:
         found = _walk(path, fh, body)
@@ -591,7 +634,9 @@ def read_star(
         if block.is_loop and block.body_start == -1:
             cols = pick_columns(block)
             keep = block.labels if cols is None else [c for c in block.labels if c in set(cols)]
-            out[block.name] = pd.DataFrame({c: np.zeros(0) for c in keep})
+            out[block.name] = pd.DataFrame({
+                c: _first_seen_categorical(pd.Series([], dtype=object)) if c in as_category
+                else np.zeros(0) for c in keep})
         elif not block.is_loop:
             out[block.name] = {
                 k: (v if k in as_string else _numericise(v)) for k, v in block.pairs.items()

@@ -127,7 +127,9 @@ def load_particles(
     """Read a particles STAR into the normalised frame (coordinates in micrograph px).
     ``image_names``: also read rlnImageName (to match particles between jobs)."""
     labels = PARTICLE_LABELS + (("rlnImageName",) if image_names else ())
-    table, optics = read_table(path, ("particles", "images", ""), "rlnCoordinateX", labels)
+    # micrograph names as Categoricals from the tokenizer: no Python string per particle
+    table, optics = read_table(path, ("particles", "images", ""), "rlnCoordinateX", labels,
+                               categories=("rlnMicrographName", "rlnTomoName"))
     n = len(table)
     is_tomo = "rlnTomoName" in table.columns
     is_3d = is_tomo or "rlnCoordinateZ" in table.columns or "rlnCenteredCoordinateZAngst" in (
@@ -138,13 +140,11 @@ def load_particles(
     mic_col = "rlnTomoName" if is_tomo else "rlnMicrographName"
     if mic_col not in table.columns:
         raise StarFormatError(f"{path}: particles without {mic_col}; cannot tell their micrograph")
-    mic_values = table[mic_col]
-    if not pd.api.types.is_object_dtype(mic_values.dtype):
-        mic_values = mic_values.astype(str).astype(object)
-    mics = mic_values.to_numpy(dtype=object)
-    # one factorisation serves every per-micrograph lookup below
-    mic_codes, mic_uniq = pd.factorize(mics, sort=False)
-    mic_uniq = np.asarray(mic_uniq, dtype=object)
+    # one factorisation serves every per-micrograph lookup below: the Categorical read_star
+    # made (categories in order of first appearance, as pd.factorize(sort=False) gives them)
+    mic_values = table[mic_col].array
+    mic_codes = np.asarray(mic_values.codes, dtype=np.int64)
+    mic_uniq = np.asarray(mic_values.categories, dtype=object)
 
     # pixel sizes: particle images and micrographs (see module docstring for the order)
     opt = OpticsLookup(table, optics)

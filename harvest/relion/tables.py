@@ -27,16 +27,19 @@ SCORE_MISSING = RELION_MISSING
 
 
 def read_table(
-    path: str, main: Iterable[str], need: str, labels: Iterable[str] | None
+    path: str, main: Iterable[str], need: str, labels: Iterable[str] | None,
+    categories: Iterable[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The main loop (first of ``main`` present, else the one holding ``need``) and the optics
-    loop of a STAR file, converting only ``labels`` of the main loop (all if None). One pass."""
+    loop of a STAR file, converting only ``labels`` of the main loop (all if None). One pass.
+    ``categories``: labels read as Categoricals (``read_star``'s ``parse_as_category``)."""
     wanted = None if labels is None else list(labels)
 
     def columns(name: str, _labels: list[str]):
         return None if name == "optics" else wanted
 
-    data = read_star(path, columns=columns, parse_as_string=STRING_LABELS)
+    data = read_star(path, columns=columns, parse_as_string=STRING_LABELS,
+                     parse_as_category=categories)
     loops = {n: b for n, b in data.items() if isinstance(b, pd.DataFrame)}
     name = next((n for n in main if n in loops), None)
     if name is None:

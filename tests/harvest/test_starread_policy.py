@@ -225,3 +225,36 @@ def test_field_counter(text, n, ok):
     from harvest.starread import _field_counts_ok
 
     assert _field_counts_ok(text, n) is ok
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_category_columns_equal_factorized_strings(tmp_path, monkeypatch, small):
+    """``parse_as_category`` gives what ``pd.factorize(sort=False)`` of the string column gives:
+    categories in order of first appearance, as Python ``str`` (names that look like numbers
+    stay text), missing values as code -1; on the streamed path (with its dummy first row) and
+    the small-body path alike."""
+    import harvest.starread as starread
+
+    if not small:
+        monkeypatch.setattr(starread, "_SMALL", 0)
+        monkeypatch.setattr(starread, "_CHUNK", 64)
+    names = ["z.mrc", "007", "a.mrc", "z.mrc", "nan", "007", "b.mrc", "a.mrc"]
+    rows = "".join(f"{i}.5 {i} {m} 1\n" for i, m in enumerate(names))
+    p = write(tmp_path, particles(rows))
+    cols = {"particles": ["rlnCoordinateX", "rlnMicrographName"]}
+    text = read_star(p, columns=cols, parse_as_string=["rlnMicrographName"])["particles"]
+    cat = read_star(p, columns=cols, parse_as_category=["rlnMicrographName"])["particles"]
+    col = cat["rlnMicrographName"]
+    assert isinstance(col.dtype, pd.CategoricalDtype)
+    codes, uniq = pd.factorize(text["rlnMicrographName"].to_numpy(dtype=object), sort=False)
+    np.testing.assert_array_equal(col.cat.codes.to_numpy(), codes)
+    assert list(col.cat.categories) == list(uniq) == ["z.mrc", "007", "a.mrc", "b.mrc"]
+    assert all(type(c) is str for c in col.cat.categories)
+    assert col.cat.codes.iloc[4] == -1  # "nan" is a missing value
+    pd.testing.assert_series_equal(cat["rlnCoordinateX"], text["rlnCoordinateX"])
+
+
+def test_category_column_of_an_empty_loop(tmp_path):
+    p = write(tmp_path, particles(""))
+    df = read_star(p, parse_as_category=["rlnMicrographName"])["particles"]
+    assert len(df) == 0 and isinstance(df["rlnMicrographName"].dtype, pd.CategoricalDtype)
