@@ -7,8 +7,8 @@ Why not ``cv2.imwrite``: for a 4096² micrograph OpenCV's encoder (libpng + zlib
 - **one filter for the whole image**, *None* or *Up* (the row above subtracted, PNG filter
   type 2), whichever deflates a sample of the image's rows smaller. Noisy micrographs take
   None (differencing two noisy pixels widens their histogram); smooth ones (denoised, binned)
-  take Up. libpng instead tries all five filters on every row, which is where OpenCV's time goes
-  when a compression level is set.
+  take Up. (libpng by default tries its filters row by row and keeps one by a heuristic,
+  [png] section 12.8; how OpenCV configures it was not traced.)
 - **deflate by ISA-L** (``isal.isal_zlib``, Intel's hand-vectorised implementation, the
   compression level 1 of its own scale), 5–8× faster than zlib at level 1 with files of the
   same size or smaller on micrographs (measured: noisy 4096² 15.98 MB vs zlib 15.99 MB and
