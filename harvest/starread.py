@@ -485,37 +485,34 @@ def _read_loop_frame(
     # copy of its first row with one more field first (row 0, dropped after; every column
     # keeps the dtype it would have). Where that row holds a quote or a comment, the fields of
     # every row are counted instead (_field_counts_ok on each chunk, ~0.25 s per 10^6 rows).
-    names, usecols = [*labels, _EXTRA], None
-    if columns is not None:
-        usecols = list(dict.fromkeys([*wanted, labels[-1], _EXTRA]))
-    na_values = {c: _NA_VALUES for c in labels} | {_EXTRA: [""]}
+    small = os.fstat(fh.fileno()).st_size - block.body_start <= _SMALL
+    dummy = _dummy_row(fh, block.body_start) if columns is not None and not small else None
     stream = _BodyStream(fh, block.body_start)
-    source = stream
-    counted = dummy = None
-    if os.fstat(fh.fileno()).st_size - block.body_start <= _SMALL:
+    source, counted, extra = stream, None, True  # extra: parse one field more than labels
+    if small:
         # small body (per-micrograph pick files): pure Python beats read_csv's fixed cost
         data = b"".join(iter(lambda: stream.read(_CHUNK), b""))
         block.end = stream.end
         df = _parse_small(data, labels, wanted, as_string)
         if df is not None:
             return df
-        if usecols is not None:  # no dummy row here: count the fields of the whole body
-            names, usecols = list(labels), [c for c in usecols if c != _EXTRA]
-            na_values = _NA_VALUES
+        if columns is not None:  # no dummy row here: count the fields of the whole body
+            extra = False
             if not _field_counts_ok(data, len(labels)):
                 msg = _locate_bad_row(path, fh, block)
                 if msg:
                     raise StarFormatError(msg + "; fix or regenerate the file")
         source = io.BytesIO(data)  # quotes or odd rows: let pandas (and the checks) decide
-    elif usecols is not None:
-        dummy = _dummy_row(fh, block.body_start)
-        stream = _BodyStream(fh, block.body_start)
+    elif columns is not None:
         if dummy is not None:
             source = _Prepended(dummy, stream)
         else:
-            names, usecols = list(labels), [c for c in usecols if c != _EXTRA]
-            na_values = _NA_VALUES
+            extra = False
             source = counted = _CountingStream(stream, len(labels))
+    names = [*labels, _EXTRA] if extra else list(labels)
+    usecols = None if columns is None else list(
+        dict.fromkeys([*wanted, labels[-1], *([_EXTRA] if extra else [])]))
+    na_values = {c: _NA_VALUES for c in labels} | ({_EXTRA: [""]} if extra else {})
     streamed = not isinstance(source, io.BytesIO)  # else the small body was read already
     try:
         df = pd.read_csv(

@@ -19,17 +19,11 @@ pytest.importorskip("pytorch_lightning")
 cv2 = pytest.importorskip("cv2")
 
 from best_f1_rule import best_threshold, far_apart  # noqa: E402
-from test_dynamicdet_train import write_partinet_set  # noqa: E402
+
+# _one_thread: the training module's autouse fixture (one torch thread), active here too
+from test_dynamicdet_train import _one_thread, write_partinet_set  # noqa: E402, F401
 
 NX, NY, D = 128, 100, 20  # not square: the network input is padded (rows to 128)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
